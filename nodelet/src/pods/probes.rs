@@ -1,0 +1,241 @@
+//! Liveness, readiness and startup probes (exec through ExecSync, httpGet to the pod IP,
+//! tcpSocket) with their timing fields, as the kubelet's prober runs them.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::core::v1::{Container, Probe};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::cri::Cri;
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Kind {
+    Startup,
+    Liveness,
+    Readiness,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Startup => "Startup",
+            Kind::Liveness => "Liveness",
+            Kind::Readiness => "Readiness",
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    last: Option<Instant>,
+    successes: i32,
+    failures: i32,
+    ok: bool,
+}
+
+/// Probe results of one pod's containers.
+#[derive(Default)]
+pub struct Probes {
+    /// Readiness per container name.
+    pub ready: HashMap<String, bool>,
+    state: HashMap<(String, Kind), State>,
+}
+
+/// The running container a probe targets.
+pub struct Target<'a> {
+    pub cri: &'a mut Cri,
+    pub container_id: &'a str,
+    pub pod_ip: &'a str,
+    /// Start time of the container (ns since the epoch).
+    pub started_at: i64,
+}
+
+#[derive(Default)]
+pub struct Outcome {
+    pub failures: Vec<(&'static str, String)>,
+    /// Liveness or startup failed failureThreshold times: restart the container.
+    pub kill: bool,
+}
+
+impl Probes {
+    /// Forgets a container's results (a new instance starts unready).
+    pub fn reset(&mut self, name: &str) {
+        self.ready.remove(name);
+        self.state.retain(|(n, _), _| n != name);
+    }
+
+    pub async fn run(&mut self, c: &Container, mut t: Target<'_>) -> Outcome {
+        let mut out = Outcome::default();
+        let started = match &c.startup_probe {
+            Some(p) => self.step(c, Kind::Startup, p, &mut t, &mut out).await,
+            None => true,
+        };
+        if !started {
+            self.ready.insert(c.name.clone(), false);
+            return out;
+        }
+        if let Some(p) = &c.liveness_probe {
+            self.step(c, Kind::Liveness, p, &mut t, &mut out).await;
+        }
+        let ready = match &c.readiness_probe {
+            Some(p) => self.step(c, Kind::Readiness, p, &mut t, &mut out).await,
+            None => true,
+        };
+        self.ready.insert(c.name.clone(), ready && !out.kill);
+        out
+    }
+
+    /// Runs one probe if due; returns its current verdict.
+    async fn step(
+        &mut self,
+        c: &Container,
+        kind: Kind,
+        p: &Probe,
+        t: &mut Target<'_>,
+        out: &mut Outcome,
+    ) -> bool {
+        let key = (c.name.clone(), kind);
+        let st = self.state.entry(key).or_default();
+        // Liveness and startup count as passing until proven otherwise; readiness does not.
+        let default_ok = kind != Kind::Readiness;
+        let since_start = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .saturating_sub(Duration::from_nanos(t.started_at.max(0) as u64));
+        let initial = Duration::from_secs(p.initial_delay_seconds.unwrap_or(0).max(0) as u64);
+        let period = Duration::from_secs(p.period_seconds.unwrap_or(10).max(1) as u64);
+        if since_start < initial {
+            return st.ok || (default_ok && st.failures == 0);
+        }
+        if kind == Kind::Startup && st.ok {
+            return true;
+        }
+        if st.last.is_some_and(|l| l.elapsed() < period) {
+            return st.ok || (default_ok && st.failures == 0);
+        }
+        st.last = Some(Instant::now());
+        let timeout = Duration::from_secs(p.timeout_seconds.unwrap_or(1).max(1) as u64);
+        let result = execute(c, p, t, timeout).await;
+        let st = self
+            .state
+            .get_mut(&(c.name.clone(), kind))
+            .expect("state inserted");
+        match result {
+            Ok(()) => {
+                st.failures = 0;
+                st.successes += 1;
+                if st.successes >= p.success_threshold.unwrap_or(1).max(1) {
+                    st.ok = true;
+                }
+            }
+            Err(msg) => {
+                st.successes = 0;
+                st.failures += 1;
+                out.failures.push((kind.name(), msg));
+                if st.failures >= p.failure_threshold.unwrap_or(3).max(1) {
+                    st.ok = false;
+                    if kind != Kind::Readiness {
+                        out.kill = true;
+                    }
+                }
+            }
+        }
+        st.ok || (default_ok && !out.kill)
+    }
+}
+
+async fn execute(
+    c: &Container,
+    p: &Probe,
+    t: &mut Target<'_>,
+    timeout: Duration,
+) -> Result<(), String> {
+    if let Some(e) = &p.exec {
+        let cmd = e.command.clone().unwrap_or_default();
+        return match t
+            .cri
+            .exec_sync(t.container_id, cmd, timeout.as_secs() as i64)
+            .await
+        {
+            Ok((0, _)) => Ok(()),
+            Ok((code, out)) => Err(format!(
+                "exit code {code}: {}",
+                String::from_utf8_lossy(&out).trim()
+            )),
+            Err(e) => Err(e.to_string()),
+        };
+    }
+    if let Some(h) = &p.http_get {
+        let host = h.host.clone().unwrap_or_else(|| t.pod_ip.to_string());
+        let port = port(c, &h.port)?;
+        let path = h.path.clone().unwrap_or_else(|| "/".into());
+        let fut = http_get(&host, port, &path);
+        return tokio::time::timeout(timeout, fut)
+            .await
+            .map_err(|_| format!("Get http://{host}:{port}{path}: timeout"))?;
+    }
+    if let Some(s) = &p.tcp_socket {
+        let host = s.host.clone().unwrap_or_else(|| t.pod_ip.to_string());
+        let port = port(c, &s.port)?;
+        let fut = tokio::net::TcpStream::connect((host.as_str(), port));
+        return match tokio::time::timeout(timeout, fut).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("dial tcp {host}:{port}: {e}")),
+            Err(_) => Err(format!("dial tcp {host}:{port}: timeout")),
+        };
+    }
+    Err("probe has no handler".into())
+}
+
+/// A port number or the name of one of the container's ports.
+fn port(c: &Container, p: &IntOrString) -> Result<u16, String> {
+    match p {
+        IntOrString::Int(n) => u16::try_from(*n).map_err(|_| format!("bad port {n}")),
+        IntOrString::String(name) => c
+            .ports
+            .iter()
+            .flatten()
+            .find(|cp| cp.name.as_deref() == Some(name))
+            .and_then(|cp| u16::try_from(cp.container_port).ok())
+            .ok_or_else(|| format!("no port named {name:?}")),
+    }
+}
+
+/// HTTP probe: 200 ≤ status < 400 succeeds (the kubelet's rule).
+async fn http_get(host: &str, port: u16, path: &str) -> Result<(), String> {
+    let url = format!("http://{host}:{port}{path}");
+    let mut s = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(|e| format!("Get {url}: {e}"))?;
+    let req = format!(
+        "GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/1.32\r\nAccept: */*\r\n\r\n"
+    );
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| format!("Get {url}: {e}"))?;
+    let mut buf = vec![0u8; 256];
+    let mut n = 0;
+    while n < 12 {
+        let r = s
+            .read(&mut buf[n..])
+            .await
+            .map_err(|e| format!("Get {url}: {e}"))?;
+        if r == 0 {
+            break;
+        }
+        n += r;
+    }
+    let line = String::from_utf8_lossy(&buf[..n]);
+    let code: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("Get {url}: malformed response"))?;
+    if (200..400).contains(&code) {
+        Ok(())
+    } else {
+        Err(format!("HTTP probe failed with statuscode: {code}"))
+    }
+}

@@ -1,0 +1,214 @@
+//! Cluster DNS against a real API server: the proxy runs for a test-made (empty) node network
+//! namespace, its DNS listening on 127.0.0.1 there; queries are real DNS messages over UDP and
+//! TCP sent from inside that namespace.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, Query, ResponseCode};
+use hickory_proto::rr::{Name, RData, RecordType};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{DeleteParams, PostParams};
+use kube::Api;
+use serde_json::json;
+use support::cluster::{within, Apiserver};
+use support::netns::Netns;
+use tokio_util::sync::CancellationToken;
+
+/// What a query returned: the code, A addresses and SRV (port, target) pairs.
+#[derive(Debug, Default)]
+struct Reply {
+    code: Option<ResponseCode>,
+    a: Vec<Ipv4Addr>,
+    srv: Vec<(u16, String)>,
+}
+
+fn encode(name: &str, rtype: RecordType) -> Vec<u8> {
+    let mut m = Message::query();
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
+    m.metadata.recursion_desired = true;
+    m.to_vec().unwrap()
+}
+
+fn decode(bytes: &[u8]) -> Reply {
+    let m = Message::from_vec(bytes).expect("a DNS message");
+    let mut r = Reply {
+        code: Some(m.metadata.response_code),
+        ..Default::default()
+    };
+    for rec in &m.answers {
+        match &rec.data {
+            RData::A(a) => r.a.push(a.0),
+            RData::SRV(s) => r.srv.push((s.port, s.target.to_ascii())),
+            _ => {}
+        }
+    }
+    r.a.sort();
+    r.srv.sort();
+    r
+}
+
+fn ask_udp(server: SocketAddr, name: &str, rtype: RecordType) -> Reply {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    sock.send_to(&encode(name, rtype), server).unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, _) = sock.recv_from(&mut buf).expect("a UDP answer");
+    decode(&buf[..n])
+}
+
+fn ask_tcp(server: SocketAddr, name: &str, rtype: RecordType) -> Reply {
+    let mut s = std::net::TcpStream::connect(server).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let msg = encode(name, rtype);
+    s.write_all(&(msg.len() as u16).to_be_bytes()).unwrap();
+    s.write_all(&msg).unwrap();
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).unwrap();
+    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut buf).unwrap();
+    decode(&buf)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_answers_a_srv_headless_and_refuses_other_zones() {
+    within(
+        "cluster DNS scenario (a hang means DNS never saw the Services)",
+        60,
+        async {
+            let api = Apiserver::start().await;
+            let services: Api<Service> = Api::namespaced(api.client.clone(), "default");
+            let web: Service = serde_json::from_value(json!({
+                "metadata": {"name": "web"},
+                "spec": {"ports": [{"name": "http", "port": 80}]}
+            }))
+            .unwrap();
+            let web = services.create(&PostParams::default(), &web).await.unwrap();
+            let web_ip: Ipv4Addr = web.spec.unwrap().cluster_ip.unwrap().parse().unwrap();
+            let db: Service = serde_json::from_value(json!({
+                "metadata": {"name": "db"},
+                "spec": {"clusterIP": "None", "ports": [{"name": "pg", "port": 5432}]}
+            }))
+            .unwrap();
+            services.create(&PostParams::default(), &db).await.unwrap();
+            let slices: Api<EndpointSlice> = Api::namespaced(api.client.clone(), "default");
+            let slice: EndpointSlice = serde_json::from_value(json!({
+                "metadata": {"name": "db-1", "labels": {"kubernetes.io/service-name": "db"}},
+                "addressType": "IPv4",
+                "endpoints": [
+                    {"addresses": ["10.244.1.7"], "conditions": {"ready": true}},
+                    {"addresses": ["10.244.2.8"]},
+                    {"addresses": ["10.244.2.9"], "conditions": {"ready": false}}
+                ],
+                "ports": [{"name": "pg", "port": 5432, "protocol": "TCP"}]
+            }))
+            .unwrap();
+            slices.create(&PostParams::default(), &slice).await.unwrap();
+
+            let ns = Netns::new("dns");
+            let mut config = minik8s_proxy::Config::new(api.kubeconfig.clone(), &ns.name);
+            config.netns = Some(ns.path());
+            config.dns_bind = Some("127.0.0.1:0".parse().unwrap());
+            let shutdown = CancellationToken::new();
+            let running = minik8s_proxy::start(api.client.clone(), config, shutdown.clone())
+                .await
+                .expect("proxy starts");
+            let server = running.dns_addr.expect("DNS enabled");
+            let path = ns.path();
+            let ask = move |name: &'static str, rtype: RecordType, tcp: bool| {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || {
+                    let ns = support::netns::NetnsThread(path);
+                    ns.run(move || {
+                        if tcp {
+                            ask_tcp(server, name, rtype)
+                        } else {
+                            ask_udp(server, name, rtype)
+                        }
+                    })
+                })
+            };
+
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let web_name = "web.default.svc.cluster.local.";
+            while ask(web_name, RecordType::A, false).await.unwrap().a != [web_ip] {
+                assert!(Instant::now() < deadline, "web never resolved");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let r = ask(web_name, RecordType::A, true).await.unwrap();
+            assert_eq!(r.a, [web_ip], "over TCP too");
+            let r = ask("db.default.svc.cluster.local.", RecordType::A, false)
+                .await
+                .unwrap();
+            assert_eq!(
+                r.a,
+                [
+                    "10.244.1.7".parse::<Ipv4Addr>().unwrap(),
+                    "10.244.2.8".parse().unwrap()
+                ],
+                "headless: ready pod IPs"
+            );
+            let r = ask(
+                "_pg._tcp.db.default.svc.cluster.local.",
+                RecordType::SRV,
+                false,
+            )
+            .await
+            .unwrap();
+            assert_eq!(
+                r.srv,
+                [
+                    (5432, "10-244-1-7.db.default.svc.cluster.local.".to_string()),
+                    (5432, "10-244-2-8.db.default.svc.cluster.local.".to_string())
+                ]
+            );
+            let r = ask(
+                "_http._tcp.web.default.svc.cluster.local.",
+                RecordType::SRV,
+                false,
+            )
+            .await
+            .unwrap();
+            assert_eq!(r.srv, [(80, web_name.to_string())]);
+            let r = ask(web_name, RecordType::AAAA, false).await.unwrap();
+            assert_eq!(
+                (r.code, r.a.len()),
+                (Some(ResponseCode::NoError), 0),
+                "no AAAA, but the name exists"
+            );
+            let r = ask("nope.default.svc.cluster.local.", RecordType::A, false)
+                .await
+                .unwrap();
+            assert_eq!(r.code, Some(ResponseCode::NXDomain));
+            let r = ask("example.com.", RecordType::A, false).await.unwrap();
+            assert_eq!(
+                r.code,
+                Some(ResponseCode::Refused),
+                "nothing outside the zone is forwarded"
+            );
+
+            // A deleted Service stops resolving within a second.
+            services
+                .delete("web", &DeleteParams::default())
+                .await
+                .unwrap();
+            let gone = Instant::now();
+            while ask(web_name, RecordType::A, false).await.unwrap().code
+                != Some(ResponseCode::NXDomain)
+            {
+                assert!(
+                    gone.elapsed() < Duration::from_secs(1),
+                    "deleted Service still resolves"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            shutdown.cancel();
+            running.task.await.unwrap().expect("proxy stops cleanly");
+        },
+    )
+    .await;
+}
