@@ -4,7 +4,8 @@
 set -euo pipefail
 
 packages=(
-  protobuf-compiler            # protoc, for the CRI protobufs
+  protobuf-compiler            # protoc, for the CRI and etcd protobufs
+  libprotobuf-dev              # google/protobuf/*.proto, which etcd-client's protos import
   busybox-static               # test and demo images are built from it
   runc crun                    # peers for the low-level runtime's tests and benchmark
   containerd                   # the reference CRI implementation
