@@ -126,7 +126,8 @@ pub fn alive(proc: &Proc) -> bool {
 }
 
 pub fn signal(proc: &Proc, sig: i32) {
-    if alive(proc) {
+    // A zombie main thread may still have live threads, so only a reused PID is skipped.
+    if start_time(proc.pid) == Some(proc.start_time) {
         // SAFETY: kill(2) on a PID we started and just checked.
         unsafe { libc::kill(proc.pid, sig) };
     }
@@ -140,10 +141,10 @@ pub fn stop(proc: &Proc, grace: Duration) {
     }
     signal(proc, libc::SIGTERM);
     let deadline = Instant::now() + grace;
-    while alive(proc) && Instant::now() < deadline {
+    while !exited(proc) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    if alive(proc) {
+    if !exited(proc) {
         tracing::warn!(component = %proc.component, pid = proc.pid, "did not stop on SIGTERM, killing");
         signal(proc, libc::SIGKILL);
         wait_gone(proc, Duration::from_secs(5));
@@ -157,9 +158,23 @@ pub fn kill(proc: &Proc) {
     wait_gone(proc, Duration::from_secs(30));
 }
 
+/// True once every thread of the process has exited. A multi-threaded process's main thread
+/// turns zombie ('Z') as soon as it exits, while another thread may still be finishing a
+/// syscall and holding the shared file table, and with it the API server's sled lock; so
+/// this counts /proc/PID/task, where exited non-leader threads vanish at once.
+fn exited(proc: &Proc) -> bool {
+    if alive(proc) {
+        return false;
+    }
+    match std::fs::read_dir(format!("/proc/{}/task", proc.pid)) {
+        Ok(tasks) => start_time(proc.pid) != Some(proc.start_time) || tasks.count() <= 1,
+        Err(_) => true,
+    }
+}
+
 fn wait_gone(proc: &Proc, limit: Duration) {
     let deadline = Instant::now() + limit;
-    while alive(proc) && Instant::now() < deadline {
+    while !exited(proc) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -180,4 +195,56 @@ pub fn pss_bytes(pid: i32) -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with("Pss:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Command, Stdio};
+
+    /// Regression: `restart-apiserver` started the new API server while the killed one's
+    /// main thread was a zombie but another thread still held the store's lock.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn a_zombie_main_thread_with_a_live_thread_has_not_exited() {
+        // The main thread leaves with a bare exit(2) (SYS_exit, 60 on x86_64: this thread
+        // only), while a second thread sleeps on: the shape of a killed process one of whose
+        // threads is still in a syscall.
+        let script = "import ctypes, threading, time, sys\n\
+            threading.Thread(target=time.sleep, args=(30,)).start()\n\
+            print('ready', flush=True)\n\
+            ctypes.CDLL(None).syscall(60, 0)\n";
+        let mut child = Command::new("python3")
+            .args(["-c", script])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut ready = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut ready,
+        )
+        .unwrap();
+        let pid = child.id() as i32;
+        let proc = Proc {
+            component: "test".into(),
+            pid,
+            start_time: start_time(pid).expect("the child's stat"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while alive(&proc) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let main_thread_gone = !alive(&proc);
+        let exited_early = exited(&proc);
+        kill(&proc);
+        let exited_after_kill = exited(&proc);
+        let _ = child.wait();
+        assert!(main_thread_gone, "the main thread never exited");
+        assert!(
+            !exited_early,
+            "a live thread was taken for an exited process"
+        );
+        assert!(exited_after_kill, "kill did not wait for every thread");
+    }
 }
