@@ -517,3 +517,28 @@ async fn odd_keys_and_values_round_trip_across_restart() {
     })
     .await;
 }
+
+/// Regression: a store reopened right after its last handle was dropped failed with
+/// "could not acquire lock" while one of sled's I/O jobs still held the closed store's file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopening_right_after_close_never_finds_the_lock_held() {
+    within("reopen loop", async {
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..40u32 {
+            let s = SledStorage::open(dir.path())
+                .unwrap_or_else(|e| panic!("reopen {round} right after close: {e}"));
+            let writes = (0..16).map(|i| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    s.create(&format!("/r{round}/k{i}"), vec![0; 4096])
+                        .await
+                        .unwrap()
+                })
+            });
+            for w in writes {
+                w.await.unwrap();
+            }
+        }
+    })
+    .await;
+}

@@ -82,13 +82,40 @@ impl Drop for Shared {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        // Joining makes close synchronous: once the last handle is gone, sled's files are
-        // closed and its lock released, so the same directory can be reopened at once.
+        // Joining the writer (which owns the sled handles) and then waiting for sled's lock
+        // makes close synchronous, so the same directory can be reopened at once.
         if let Some(handle) = handle {
             if handle.join().is_err() {
                 tracing::error!(dir = %self.dir.display(), "store writer thread panicked");
             }
         }
+        wait_for_lock_release(&self.dir);
+    }
+}
+
+/// How long a close waits for sled's last I/O job; generous, since it only runs long when
+/// an fsync is slow on a busy disk.
+const LOCK_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Waits until sled's exclusive lock on `<dir>/db` is free. Dropping the last sled handle
+/// does not release it at once: I/O jobs on sled's thread pool hold its config, and with
+/// it the locked file, until they finish (sled's own tests block on the lock for this).
+fn wait_for_lock_release(dir: &Path) {
+    use std::os::fd::AsRawFd;
+    let Ok(file) = std::fs::File::open(dir.join("db")) else {
+        return;
+    };
+    let deadline = std::time::Instant::now() + LOCK_RELEASE_WAIT;
+    loop {
+        // SAFETY: flock(2) on a descriptor we own; our probe lock goes when `file` closes.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            tracing::warn!(dir = %dir.display(), "sled still holds its lock after close");
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }
 
