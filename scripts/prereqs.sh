@@ -14,6 +14,7 @@ packages=(
   docker-registry              # a real OCI registry on 127.0.0.1 for pull tests
   etcd-server etcd-client      # the etcd storage backend and its benchmark peer
   skopeo umoci jq
+  curl                         # raw HTTPS requests in the API server tests
 )
 
 missing=()
