@@ -61,6 +61,44 @@ impl Cri {
         })
     }
 
+    /// Connects once the runtime answers Version, retrying until then (or until `shutdown`,
+    /// then `None`): like the kubelet, a nodelet started beside its runtime waits for it
+    /// rather than failing, since a runtime's socket file exists before it accepts (bind(2)
+    /// comes before listen(2)) and a runtime may still be importing its images dir.
+    pub async fn connect_when_ready(
+        socket: &Path,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Result<Option<(Cri, String)>, Error> {
+        // 100 ms doubling to 2 s: fast when the runtime is a moment behind, quiet when down.
+        let mut delay = std::time::Duration::from_millis(100);
+        let mut attempts = 0u32;
+        loop {
+            let attempt = async {
+                let mut cri = Cri::connect(socket).await?;
+                let version = cri.version().await?;
+                Ok::<_, Error>((cri, version))
+            };
+            match attempt.await {
+                Ok(ready) => return Ok(Some(ready)),
+                Err(e) => {
+                    attempts += 1;
+                    // The first seconds are the expected start-up race; after that an
+                    // operator should know the runtime is not there.
+                    if attempts == 10 {
+                        tracing::warn!(error = %e, "waiting for the CRI runtime");
+                    } else {
+                        tracing::debug!(error = %e, "CRI runtime not ready yet");
+                    }
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(None),
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(std::time::Duration::from_secs(2));
+        }
+    }
+
     /// `<runtime_name>://<runtime_version>`, as Node status reports it.
     pub async fn version(&mut self) -> Result<String, Error> {
         let v = self

@@ -19,8 +19,11 @@ use tokio_util::sync::CancellationToken;
 /// a later nodelet adopts them from the labels it set on the CRI objects.
 pub async fn run(mut config: Config, shutdown: CancellationToken) -> Result<(), Error> {
     let client = config.client().await?;
-    let mut rt = cri::Cri::connect(&config.runtime_endpoint).await?;
-    let version = rt.version().await?;
+    let Some((rt, version)) =
+        cri::Cri::connect_when_ready(&config.runtime_endpoint, &shutdown).await?
+    else {
+        return Ok(());
+    };
     tracing::info!(node = %config.node_name, runtime = %version, "nodelet starting");
     // The server starts before registration so Node status reports the bound port (its
     // daemonEndpoints.kubeletEndpoint.Port), which is how the API server finds it.

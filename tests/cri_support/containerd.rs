@@ -92,7 +92,7 @@ disabled_plugins = ["io.containerd.grpc.v1.introspection"]
             child,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !c.socket.exists() {
+        while !minik8s_runtime::cri::accepting(&c.socket) {
             assert!(
                 Instant::now() < deadline,
                 "containerd did not start: {}",

@@ -93,7 +93,7 @@ impl Env {
         self.stop = Some(tx);
         self.cri = Some(cri);
         for _ in 0..200 {
-            if self.args.socket.exists() {
+            if minik8s_runtime::cri::accepting(&self.args.socket) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;

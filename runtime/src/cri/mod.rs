@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 
 pub use error::CriError;
 pub use k8s_cri;
-pub use server::{connect, serve};
+pub use server::{accepting, connect, serve};
 pub use tonic;
 
 use crate::cni::{ConfDir, DefaultNetwork};

@@ -43,6 +43,13 @@ pub async fn serve(
     result
 }
 
+/// True once a server accepts connections on `socket`. Its file appears at bind(2), a
+/// moment before listen(2), and a connection in between is refused: so readiness is a
+/// successful connection, never the file's existence.
+pub fn accepting(socket: &Path) -> bool {
+    std::os::unix::net::UnixStream::connect(socket).is_ok()
+}
+
 /// A gRPC channel to the CRI server on `socket` (any CRI server: ours or containerd's).
 pub async fn connect(socket: impl Into<PathBuf>) -> Result<Channel, tonic::transport::Error> {
     let socket: PathBuf = socket.into();

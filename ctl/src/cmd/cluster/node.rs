@@ -83,7 +83,8 @@ fn start_runtime(state: &ClusterState, node: &NodeState) -> Result<Proc, Cluster
         log: log.clone(),
     })?;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !sock.exists() {
+    // Connectable, not merely present: the file exists a moment before the runtime listens.
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
         if !launch::alive(&runtime) {
             return Err(ClusterError::Exited {
                 component: format!("{} runtime", node.name),
