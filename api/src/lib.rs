@@ -1,10 +1,12 @@
 //! The shared model every minik8s component builds on, on top of `k8s-openapi`:
 //! which resources exist (group, version, kind, plural, scope), label and field
-//! selectors, resource quantities, kubeconfig files, and this host's addresses.
+//! selectors, resource quantities, kubeconfig files, this host's addresses, and a
+//! reflector cache whose readiness many tasks can await.
 
 pub mod duration;
 pub mod host;
 pub mod kubeconfig;
 pub mod quantity;
+pub mod ready_store;
 pub mod resource;
 pub mod selector;

@@ -10,25 +10,27 @@
 use futures::channel::mpsc;
 use futures::{Future, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
+use minik8s_api::ready_store::ReadyStore;
 
 /// A pod event as a controller's `watches_stream` takes it.
 pub type PodEvents = mpsc::UnboundedReceiver<Result<Pod, watcher::Error>>;
 
 /// The shared pod cache, before and while it runs.
 pub struct SharedPods {
-    store: Store<Pod>,
+    store: ReadyStore<Pod>,
     writer: reflector::store::Writer<Pod>,
     subscribers: Vec<mpsc::UnboundedSender<Result<Pod, watcher::Error>>>,
 }
 
 impl Default for SharedPods {
+    /// Must run inside the tokio runtime: the cache's readiness waiter is spawned here.
     fn default() -> Self {
         let (store, writer) = reflector::store();
         SharedPods {
-            store,
+            store: ReadyStore::new(store),
             writer,
             subscribers: Vec::new(),
         }
@@ -37,7 +39,7 @@ impl Default for SharedPods {
 
 impl SharedPods {
     /// The cache (filled once `run` is polled; `wait_until_ready` says when it is complete).
-    pub fn store(&self) -> Store<Pod> {
+    pub fn store(&self) -> ReadyStore<Pod> {
         self.store.clone()
     }
 

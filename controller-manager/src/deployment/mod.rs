@@ -14,9 +14,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
+use minik8s_api::ready_store::ReadyStore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -47,7 +48,8 @@ pub enum DeploymentError {
 
 pub struct Context {
     pub client: Client,
-    pub replica_sets: Store<ReplicaSet>,
+    /// Awaited by up to 64 concurrent reconciles, hence the ReadyStore.
+    pub replica_sets: ReadyStore<ReplicaSet>,
     pub events: Events,
 }
 
@@ -68,7 +70,7 @@ pub async fn run(client: Client, events: Events, shutdown: CancellationToken) {
     .touched_objects();
     let ctx = Arc::new(Context {
         client: client.clone(),
-        replica_sets,
+        replica_sets: ReadyStore::new(replica_sets),
         events,
     });
     Controller::new(Api::<Deployment>::all(client), watcher::Config::default())

@@ -17,6 +17,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
+use minik8s_api::ready_store::ReadyStore;
 use minik8s_api::selector::LabelSelector;
 use tokio_util::sync::CancellationToken;
 
@@ -42,13 +43,13 @@ pub enum EndpointsError {
 
 struct Ctx {
     client: Client,
-    pods: Store<Pod>,
+    pods: ReadyStore<Pod>,
 }
 
 /// `pods` and `pod_events` come from the shared pod watch (`informer.rs`).
 pub async fn run(
     client: Client,
-    pods: Store<Pod>,
+    pods: ReadyStore<Pod>,
     pod_events: PodEvents,
     shutdown: CancellationToken,
 ) {

@@ -17,6 +17,7 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
+use minik8s_api::ready_store::ReadyStore;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -34,7 +35,7 @@ pub struct NodeLifecycle {
     grace: Duration,
     nodes: Store<Node>,
     leases: Store<Lease>,
-    pods: Store<Pod>,
+    pods: ReadyStore<Pod>,
     allocator: Option<RangeAllocator>,
     /// Last heartbeat value seen per node and when we saw it change (our clock, so clock
     /// skew with the node does not matter).
@@ -61,7 +62,7 @@ where
 /// `pods` is the shared pod cache (`informer.rs`).
 pub async fn run(
     client: Client,
-    pods: Store<Pod>,
+    pods: ReadyStore<Pod>,
     events: Events,
     grace: Duration,
     allocator: Option<RangeAllocator>,
@@ -73,14 +74,12 @@ pub async fn run(
         tokio::join!(w1, w2);
     });
     let _guard = tokio_util::task::AbortOnDropHandle::new(watchers);
-    for store in [
-        nodes.wait_until_ready().await,
-        leases.wait_until_ready().await,
-        pods.wait_until_ready().await,
-    ] {
-        if store.is_err() {
-            return;
-        }
+    // `nodes` and `leases` have this one waiter; the shared `pods` cache has many.
+    if nodes.wait_until_ready().await.is_err()
+        || leases.wait_until_ready().await.is_err()
+        || pods.wait_until_ready().await.is_err()
+    {
+        return;
     }
     let mut me = NodeLifecycle {
         client,

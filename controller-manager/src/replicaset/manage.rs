@@ -65,6 +65,7 @@ async fn create(ctx: &Context, rs: &ReplicaSet, count: usize) -> Result<(), Repl
     while done < count {
         let n = batch.min(count - done);
         let pp = PostParams::default();
+        ctx.expectations.begin_creations(&key(rs));
         let results = join_all((0..n).map(|_| api.create(&pp, &pod))).await;
         let mut names = Vec::new();
         let mut failure = None;

@@ -20,6 +20,7 @@ use kube::{Api, Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::informer::PodEvents;
+use minik8s_api::ready_store::ReadyStore;
 use tracing::{debug, warn};
 
 use crate::events::Events;
@@ -49,7 +50,7 @@ pub enum ReplicaSetError {
 
 pub struct Context {
     pub client: Client,
-    pub pods: Store<Pod>,
+    pub pods: ReadyStore<Pod>,
     pub expectations: Expectations,
     pub events: Events,
 }
@@ -62,7 +63,7 @@ pub fn key(rs: &ReplicaSet) -> String {
 /// `pods` and `pod_events` come from the shared pod watch (`informer.rs`).
 pub async fn run(
     client: Client,
-    pods: Store<Pod>,
+    pods: ReadyStore<Pod>,
     pod_events: PodEvents,
     events: Events,
     shutdown: CancellationToken,
@@ -79,7 +80,13 @@ pub async fn run(
         // 64 syncs in flight, as many as the API server serves pod creates at its best
         // (the controller-manager bench: 1,000 Deployments at once).
         .with_config(ControllerConfig::default().concurrency(64))
-        .watches_stream(pod_events, move |pod| owners_to_wake(&pod, &sets))
+        .watches_stream(pod_events, {
+            let ctx = ctx.clone();
+            move |pod| {
+                observe(&ctx, &pod);
+                owners_to_wake(&pod, &sets)
+            }
+        })
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
         .run(reconcile, error_policy, ctx)
         .for_each(|r| async move {
@@ -88,6 +95,14 @@ pub async fn run(
             }
         })
         .await;
+}
+
+/// Every event of a pod a ReplicaSet controls confirms its creation (see expectations.rs).
+fn observe(ctx: &Context, pod: &Pod) {
+    if let Some(owner) = controller_of(&pod.metadata).filter(|o| o.kind == "ReplicaSet") {
+        let key = format!("{}/{}", pod.namespace().unwrap_or_default(), owner.name);
+        ctx.expectations.observe_creation(&key, &pod.name_any());
+    }
 }
 
 /// A pod event wakes its controller, or — for an orphan — every ReplicaSet in its namespace

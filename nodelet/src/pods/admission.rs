@@ -18,9 +18,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector;
 use kube::runtime::{watcher, WatchStreamExt};
 use minik8s_api::quantity::{self, Resources, Side};
+use minik8s_api::ready_store::ReadyStore;
 use minik8s_scheduler::plugins::{node_affinity, node_ports, node_selector};
 use serde_json::json;
 
@@ -215,7 +216,8 @@ pub async fn reject(
 
 /// This node's Node object, kept current by a watch (allocatable and labels change).
 pub struct NodeCache {
-    store: Store<Node>,
+    /// Awaited by every pod worker at once, hence the ReadyStore.
+    store: ReadyStore<Node>,
     task: tokio::task::AbortHandle,
 }
 
@@ -243,7 +245,7 @@ impl NodeCache {
             }
         });
         NodeCache {
-            store,
+            store: ReadyStore::new(store),
             task: task.abort_handle(),
         }
     }

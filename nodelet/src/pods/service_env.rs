@@ -14,8 +14,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::Api;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector;
 use kube::runtime::{watcher, WatchStreamExt};
+use minik8s_api::ready_store::ReadyStore;
 
 use super::spec;
 use crate::Error;
@@ -27,7 +28,8 @@ const SYNC_WAIT: Duration = Duration::from_secs(5);
 
 /// A cache of every Service, kept by a watch; the watch stops when this is dropped.
 pub struct Services {
-    store: Store<Service>,
+    /// Awaited by every pod worker at once, hence the ReadyStore.
+    store: ReadyStore<Service>,
     task: tokio::task::AbortHandle,
 }
 
@@ -54,7 +56,7 @@ impl Services {
             }
         });
         Services {
-            store,
+            store: ReadyStore::new(store),
             task: task.abort_handle(),
         }
     }
