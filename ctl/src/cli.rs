@@ -134,6 +134,9 @@ pub struct GetArgs {
     /// Read resources from these files instead of naming them.
     #[arg(short = 'f', long = "filename")]
     pub filenames: Vec<String>,
+    /// Raw URI to request from the server, e.g. `/api/v1/namespaces` or `/healthz`.
+    #[arg(long, conflicts_with_all = ["resources", "filenames", "watch", "output"])]
+    pub raw: Option<String>,
 }
 
 #[derive(Args, Debug, Default)]

@@ -43,6 +43,14 @@ impl fmt::Display for Origin {
     }
 }
 
+impl Origin {
+    /// The origin with its starting line, for errors about a whole document (its kind or
+    /// name), so a user finds it in a long file like a syntax error.
+    pub fn with_line(&self) -> String {
+        format!("{self} (line {})", self.line)
+    }
+}
+
 /// One parsed object.
 #[derive(Debug, Clone)]
 pub struct Document {

@@ -141,6 +141,31 @@ fn get_tables_names_yaml_and_selectors() {
     let v: serde_yaml::Value = serde_yaml::from_str(&r.stdout).unwrap();
     assert_eq!(v["kind"].as_str(), Some("Deployment"));
     assert_eq!(v["spec"]["replicas"].as_i64(), Some(2));
+    // As with server-side apply in Kubernetes: the first re-apply makes minictl the owner of
+    // every printed field (a managedFields write, so "configured"), changing nothing else;
+    // the now stale resourceVersion in that file is a conflict; the fresh output applies
+    // unchanged.
+    let printed = srv.write("web-as-printed.yaml", &r.stdout);
+    let again = srv.ok(&["apply", "-f", printed.to_str().unwrap()]);
+    assert_eq!(again.stdout, "deployment.apps/web configured\n");
+    let after = srv.ok(&["get", "deployment", "web", "-n", "demo", "-o", "yaml"]);
+    let without_rv = |y: &str| {
+        y.lines()
+            .filter(|l| !l.trim_start().starts_with("resourceVersion:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(without_rv(&after.stdout), without_rv(&r.stdout));
+    let stale = srv.run(&["apply", "-f", printed.to_str().unwrap()]);
+    assert_eq!(stale.code, 1);
+    assert!(
+        stale.stderr.starts_with("Error from server (Conflict): "),
+        "{}",
+        stale.stderr
+    );
+    let fresh = srv.write("web-fresh.yaml", &after.stdout);
+    let r2 = srv.ok(&["apply", "-f", fresh.to_str().unwrap()]);
+    assert_eq!(r2.stdout, "deployment.apps/web unchanged\n");
     let r = srv.ok(&["get", "svc", "web", "-n", "demo", "-o", "json"]);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["spec"]["ports"][0]["port"], 80);
@@ -198,11 +223,13 @@ apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: good-two\n",
     );
     assert_eq!(
         err[1],
-        format!("error: {path}: document 3: no matches for kind \"Widget\" in version \"v1\"")
+        format!(
+            "error: {path}: document 3 (line 12): no matches for kind \"Widget\" in version \"v1\""
+        )
     );
     assert_eq!(
         err[2],
-        format!("error: {path}: document 4: ConfigMap has no metadata.name: resource name may not be empty")
+        format!("error: {path}: document 4 (line 17): ConfigMap has no metadata.name: resource name may not be empty")
     );
     assert!(
         err[3].starts_with(&format!(

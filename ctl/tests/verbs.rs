@@ -493,6 +493,17 @@ fn version_cluster_info_api_resources_and_bad_credentials() {
         "{}",
         r.stdout
     );
+    // cluster-info points at `get --raw`, so it must work: raw JSON and plain text.
+    let r = srv.ok(&["get", "--raw", "/api/v1/namespaces/default"]);
+    let ns: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(ns["metadata"]["name"], "default");
+    assert_eq!(srv.ok(&["get", "--raw", "/healthz"]).stdout, "ok\n");
+    let r = srv.run(&["get", "--raw", "/api/v1/namespaces/nope"]);
+    assert_eq!(r.code, 1);
+    assert_eq!(
+        r.stderr,
+        "Error from server (NotFound): namespaces \"nope\" not found\n"
+    );
     let r = srv.ok(&["api-resources"]);
     let lines: Vec<&str> = r.stdout.lines().collect();
     assert!(

@@ -100,7 +100,7 @@ async fn apply_one(s: &Session, args: &ApplyArgs, mode: Mode, doc: &Document) ->
     let index = s.index().await?;
     let res = index
         .by_kind(doc.api_version(), doc.kind())
-        .map_err(|e| Error::Failed(format!("{}: {e}", doc.origin)))?
+        .map_err(|e| Error::Failed(format!("{}: {e}", doc.origin.with_line())))?
         .clone();
     let generate = doc.object["metadata"]["generateName"].as_str().is_some();
     let name = match doc.name() {
@@ -109,7 +109,7 @@ async fn apply_one(s: &Session, args: &ApplyArgs, mode: Mode, doc: &Document) ->
         None => {
             return Err(Error::Failed(format!(
                 "{}: {} has no metadata.name: resource name may not be empty",
-                doc.origin,
+                doc.origin.with_line(),
                 doc.kind()
             )))
         }

@@ -57,6 +57,9 @@ async fn file_targets(s: &Session, args: &GetArgs) -> Result<Vec<Target>, Error>
 }
 
 pub async fn run(s: &Session, args: &GetArgs) -> Result<(), Error> {
+    if let Some(path) = &args.raw {
+        return raw(s, path).await;
+    }
     let format = OutputFormat::parse(args.output.as_deref())?;
     let targets = if args.filenames.is_empty() {
         parse_targets(&args.resources)?
@@ -104,6 +107,25 @@ pub fn encode(v: &str) -> String {
 }
 
 /// GETs `path` as a Table.
+/// `get --raw PATH`: the server's answer printed as it came, as kubectl does (a Status
+/// error is reported like any other server error).
+async fn raw(s: &Session, path: &str) -> Result<(), Error> {
+    if !path.starts_with('/') {
+        return Err(Error::Usage(format!(
+            "--raw must be an absolute path starting with '/', got {path:?}"
+        )));
+    }
+    let req = http::Request::get(path)
+        .body(Vec::new())
+        .map_err(kube::Error::HttpError)?;
+    let body = s.client.request_text(req).await?;
+    print!("{body}");
+    if !body.ends_with('\n') {
+        println!();
+    }
+    Ok(())
+}
+
 pub async fn get_table(s: &Session, path: &str) -> Result<Table, kube::Error> {
     let req = http::Request::get(path)
         .header(http::header::ACCEPT, TABLE_ACCEPT)
