@@ -215,7 +215,10 @@ fn build_image(state: &ClusterState) -> Result<(), ClusterError> {
     }
 }
 
-/// Waits until every named node reports Ready=True.
+/// Waits until every named node reports Ready=True and has lost the node controller's
+/// not-ready/unreachable taints, so the scheduler will place pods on it: a node that is
+/// Ready but still tainted would see a Deployment applied right after `up` spread over the
+/// other nodes only.
 pub async fn wait_ready(
     state: &ClusterState,
     names: &[String],
@@ -236,7 +239,7 @@ pub async fn wait_ready(
             .map(|l| {
                 l.items
                     .iter()
-                    .filter(|n| is_ready(n))
+                    .filter(|n| is_ready(n) && !lifecycle_tainted(n))
                     .filter_map(|n| n.metadata.name.clone())
                     .collect()
             })
@@ -247,7 +250,7 @@ pub async fn wait_ready(
         if Instant::now() > deadline {
             return Err(ClusterError::Timeout {
                 what: format!(
-                    "nodes {} to be Ready (ready: {})",
+                    "nodes {} to be Ready and untainted (so far: {})",
                     names.join(","),
                     ready.join(",")
                 ),
@@ -256,6 +259,14 @@ pub async fn wait_ready(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// The taints the node lifecycle controller keeps on a node until it is seen Ready.
+fn lifecycle_tainted(node: &Node) -> bool {
+    let taints = node.spec.as_ref().and_then(|s| s.taints.as_deref());
+    taints.unwrap_or_default().iter().any(|t| {
+        t.key == "node.kubernetes.io/not-ready" || t.key == "node.kubernetes.io/unreachable"
+    })
 }
 
 pub fn is_ready(node: &Node) -> bool {
