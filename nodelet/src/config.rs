@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use crate::Error;
 
+/// See [`Config::volume_resync`].
+const VOLUME_RESYNC: Duration = Duration::from_secs(10);
+
 /// `minik8s nodelet` flags.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
@@ -62,6 +65,10 @@ pub struct Config {
     pub port: u16,
     /// Relist period of the CRI state (the PLEG period).
     pub relist: Duration,
+    /// How often running pods' configMap and secret volumes are re-projected. The kubelet
+    /// does it on its pod sync (every minute, from a watch-fed cache); we read the objects
+    /// from the API server, one GET per volume per period, and see updates sooner.
+    pub volume_resync: Duration,
     /// See [`Args::cni_conf_dir`]; `None`: the pod network is the runtime's business.
     pub cni_conf_dir: Option<PathBuf>,
     pub cni_bridge: String,
@@ -86,6 +93,7 @@ impl TryFrom<Args> for Config {
             status_update: parse_duration(&a.status_update)?,
             port: a.port,
             relist: Duration::from_secs(1),
+            volume_resync: VOLUME_RESYNC,
             cni_conf_dir: a.cni_conf_dir,
             cni_bridge: a.cni_bridge,
             cluster_dns: a.cluster_dns,
@@ -107,6 +115,7 @@ impl Config {
             status_update: Duration::from_secs(10),
             port: 10250,
             relist: Duration::from_secs(1),
+            volume_resync: VOLUME_RESYNC,
             cni_conf_dir: None,
             cni_bridge: "mk8s0".into(),
             cluster_dns: Ipv4Addr::new(10, 96, 0, 10),

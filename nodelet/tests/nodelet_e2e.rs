@@ -67,6 +67,24 @@ fn pod(name: &str, node: &str, policy: &str, script: &str) -> Pod {
     .unwrap()
 }
 
+/// A container over its 24Mi memory limit: `tail` keeps a 64 MiB line in memory. Bounded,
+/// so a lost limit ends the container (exit 0) instead of eating the host's memory.
+fn oom_pod(node: &str) -> Pod {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "oom"},
+        "spec": {
+            "nodeName": node, "restartPolicy": "Never",
+            "containers": [{
+                "name": "c", "image": "busybox", "imagePullPolicy": "IfNotPresent",
+                "command": ["sh", "-c", "head -c 64m /dev/zero | tail"],
+                "resources": {"limits": {"memory": "24Mi"}},
+            }],
+        }
+    }))
+    .unwrap()
+}
+
 /// Polls the pod until `ok` holds; panics with `what` and the last status otherwise.
 async fn wait_pod(
     api: &Api<Pod>,
@@ -228,6 +246,9 @@ async fn scenario() {
     )
     .await
     .unwrap();
+    pods.create(&PostParams::default(), &oom_pod(&node))
+        .await
+        .unwrap();
     let mut live = pod(
         "live",
         &node,
@@ -292,6 +313,13 @@ async fn scenario() {
     })
     .await;
     assert_eq!(cstatus(&onfail).unwrap().restart_count, 0);
+
+    // The memory limit reaches the runtime as a cgroup limit, whose OOM kill shows as the
+    // reason OOMKilled.
+    let oom = wait_pod(&pods, "oom", 30, "Failed", |p| phase(p) == "Failed").await;
+    let ended = cstatus(&oom).unwrap().state.unwrap().terminated.unwrap();
+    assert_eq!(ended.reason.as_deref(), Some("OOMKilled"), "{ended:?}");
+    assert_eq!(ended.exit_code, 137, "killed by SIGKILL: {ended:?}");
 
     // restart 1 is immediate, restart 2 waits the 10 s back-off.
     let backoff_seen = wait_pod(&pods, "crash", 30, "CrashLoopBackOff", |p| {

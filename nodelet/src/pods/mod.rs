@@ -2,11 +2,16 @@
 //! cleanup of CRI objects whose pod no longer exists here.
 
 pub mod admission;
+pub mod atomic_writer;
+pub mod backoff;
 pub mod events;
+mod image_pull;
 pub mod probes;
+pub mod restart_count;
 pub mod service_env;
 pub mod spec;
 pub mod status;
+mod termination;
 pub mod volumes;
 pub mod worker;
 

@@ -40,6 +40,9 @@ struct State {
 pub struct Probes {
     /// Readiness per container name.
     pub ready: HashMap<String, bool>,
+    /// Whether each container's startup probe has succeeded (containers without one are
+    /// started once running, and have no entry).
+    pub started: HashMap<String, bool>,
     state: HashMap<(String, Kind), State>,
 }
 
@@ -63,7 +66,20 @@ impl Probes {
     /// Forgets a container's results (a new instance starts unready).
     pub fn reset(&mut self, name: &str) {
         self.ready.remove(name);
+        self.started.remove(name);
         self.state.retain(|(n, _), _| n != name);
+    }
+
+    /// Takes a container's startup probe as passed: a restarted nodelet adopting a container
+    /// its status already reported started does not probe its startup again (the kubelet's
+    /// prober stops the startup probe once the status says started).
+    pub fn mark_started(&mut self, name: &str) {
+        let st = self
+            .state
+            .entry((name.to_string(), Kind::Startup))
+            .or_default();
+        st.ok = true;
+        self.started.insert(name.to_string(), true);
     }
 
     pub async fn run(&mut self, c: &Container, mut t: Target<'_>) -> Outcome {
@@ -72,6 +88,9 @@ impl Probes {
             Some(p) => self.step(c, Kind::Startup, p, &mut t, &mut out).await,
             None => true,
         };
+        if c.startup_probe.is_some() {
+            self.started.insert(c.name.clone(), started);
+        }
         if !started {
             self.ready.insert(c.name.clone(), false);
             return out;

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod};
 use serde_json::{json, Value};
 
 use crate::cri::types as cri;
@@ -42,6 +42,8 @@ pub struct View<'a> {
     /// Why a container is waiting (CrashLoopBackOff, ErrImageNeverPull, ...).
     pub waiting: &'a HashMap<String, (String, String)>,
     pub ready: &'a HashMap<String, bool>,
+    /// Startup probe passed, for containers that have one.
+    pub started: &'a HashMap<String, bool>,
     pub runtime: &'a str,
     pub pod_ip: &'a str,
     pub host_ip: &'a str,
@@ -76,7 +78,12 @@ fn terminated(s: &cri::ContainerStatus, runtime: &str) -> Value {
     json!({ "terminated": t })
 }
 
-fn container_status(c: &Container, v: &View, default_wait: &str) -> Value {
+fn container_status(
+    c: &Container,
+    old: Option<&ContainerStatus>,
+    v: &View,
+    default_wait: &str,
+) -> Value {
     let o = v.observed.get(&c.name).cloned().unwrap_or_default();
     let waiting = v.waiting.get(&c.name);
     let mut st = json!({"name": c.name, "image": c.image.clone().unwrap_or_default(),
@@ -95,7 +102,11 @@ fn container_status(c: &Container, v: &View, default_wait: &str) -> Value {
             st["imageID"] = json!(s.image_ref);
             if o.running() {
                 st["state"] = json!({"running": {"startedAt": ts(s.started_at)}});
-                st["started"] = json!(true);
+                // Started only once the startup probe, if any, has succeeded (kubelet's
+                // prober manager UpdatePodStatus).
+                let started =
+                    c.startup_probe.is_none() || v.started.get(&c.name).copied().unwrap_or(false);
+                st["started"] = json!(started);
                 st["ready"] = json!(v.ready.get(&c.name).copied().unwrap_or(false));
             } else if o.exited() {
                 match waiting {
@@ -120,9 +131,30 @@ fn container_status(c: &Container, v: &View, default_wait: &str) -> Value {
                 .cloned()
                 .unwrap_or((default_wait.into(), String::new()));
             st["state"] = wait(&w);
+            // No instance in the runtime (removed behind the nodelet's back, or the sandbox
+            // was recreated): the count and the last termination carry over from the status
+            // last written, as the kubelet's convertToAPIContainerStatuses defaults them.
+            if let Some(old) = old {
+                st["restartCount"] = json!(old.restart_count);
+                let ended = old.state.as_ref().filter(|s| s.terminated.is_some());
+                if let Some(last) = ended.or(old.last_state.as_ref()) {
+                    st["lastState"] = json!(last);
+                }
+            }
         }
     }
     st
+}
+
+/// The status the nodelet last wrote for container `name` (an init container when `init`).
+pub fn reported<'a>(pod: &'a Pod, name: &str, init: bool) -> Option<&'a ContainerStatus> {
+    let st = pod.status.as_ref()?;
+    let list = if init {
+        st.init_container_statuses.as_ref()
+    } else {
+        st.container_statuses.as_ref()
+    };
+    list?.iter().find(|c| c.name == name)
 }
 
 /// The phase as kubelet's getPhase decides it.
@@ -184,7 +216,7 @@ pub fn compute(pod: &Pod, v: &View) -> Value {
         .and_then(|s| s.init_containers.as_ref())
         .into_iter()
         .flatten()
-        .map(|c| container_status(c, v, "PodInitializing"))
+        .map(|c| container_status(c, reported(pod, &c.name, true), v, "PodInitializing"))
         .collect();
     let wait = if v.init_done {
         "ContainerCreating"
@@ -195,7 +227,7 @@ pub fn compute(pod: &Pod, v: &View) -> Value {
         .map(|s| s.containers.as_slice())
         .unwrap_or(&[])
         .iter()
-        .map(|c| container_status(c, v, wait))
+        .map(|c| container_status(c, reported(pod, &c.name, false), v, wait))
         .collect();
     let all_ready = !containers.is_empty() && containers.iter().all(|c| c["ready"] == json!(true));
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -274,5 +306,97 @@ fn qos(pod: &Pod) -> &'static str {
         (false, _) => "BestEffort",
         (true, true) => "Guaranteed",
         _ => "Burstable",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(startup_probe: bool, old: Value) -> Pod {
+        let mut c = json!({"name": "c", "image": "busybox"});
+        if startup_probe {
+            c["startupProbe"] = json!({"exec": {"command": ["true"]}});
+        }
+        serde_json::from_value(json!({"metadata": {"name": "p"},
+            "spec": {"containers": [c]}, "status": old}))
+        .unwrap()
+    }
+
+    fn running() -> Observed {
+        let s = cri::ContainerStatus {
+            id: "abc".into(),
+            state: cri::ContainerState::ContainerRunning as i32,
+            started_at: 1_700_000_000_000_000_000,
+            metadata: Some(cri::ContainerMetadata {
+                name: "c".into(),
+                attempt: 0,
+            }),
+            ..Default::default()
+        };
+        Observed {
+            latest: Some(s),
+            previous: None,
+        }
+    }
+
+    /// The status of container `c` of `pod`, given what CRI and the prober saw.
+    fn status_of(pod: &Pod, observed: Option<Observed>, started: &[(&str, bool)]) -> Value {
+        let observed: HashMap<String, Observed> =
+            observed.into_iter().map(|o| ("c".to_string(), o)).collect();
+        let started = started.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        let (waiting, ready) = (HashMap::new(), HashMap::new());
+        let v = View {
+            observed: &observed,
+            waiting: &waiting,
+            ready: &ready,
+            started: &started,
+            runtime: "minik8s",
+            pod_ip: "",
+            host_ip: "127.0.0.1",
+            init_done: true,
+            init_failed: false,
+        };
+        compute(pod, &v)["containerStatuses"][0].clone()
+    }
+
+    #[test]
+    fn started_waits_for_the_startup_probe() {
+        let cases = [
+            (
+                "no startup probe: started once running",
+                false,
+                vec![],
+                true,
+            ),
+            ("startup probe not run yet", true, vec![], false),
+            (
+                "startup probe still failing",
+                true,
+                vec![("c", false)],
+                false,
+            ),
+            ("startup probe succeeded", true, vec![("c", true)], true),
+        ];
+        for (what, probe, started, want) in cases {
+            let st = status_of(&pod(probe, json!({})), Some(running()), &started);
+            assert_eq!(st["started"], json!(want), "{what}");
+        }
+        let st = status_of(&pod(false, json!({})), None, &[]);
+        assert_eq!(st["started"], json!(false), "not running: not started");
+    }
+
+    #[test]
+    fn restart_count_carries_over_while_no_instance_exists() {
+        let old = json!({"containerStatuses": [{"name": "c", "image": "busybox", "imageID": "",
+            "ready": true, "restartCount": 4, "containerID": "minik8s://gone",
+            "state": {"running": {"startedAt": "2025-01-01T00:00:00Z"}},
+            "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}}]});
+        let st = status_of(&pod(false, old), None, &[]);
+        assert_eq!(st["restartCount"], json!(4));
+        assert_eq!(st["lastState"]["terminated"]["exitCode"], json!(1));
+        assert_eq!(st["state"]["waiting"]["reason"], json!("ContainerCreating"));
+        let st = status_of(&pod(false, json!({})), None, &[]);
+        assert_eq!(st["restartCount"], json!(0), "a new pod starts at 0");
     }
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, KeyToPath, Pod, Secret, Volume};
 use kube::api::Api;
 
+use super::atomic_writer::{self, File, Payload, DEFAULT_MODE};
 use super::spec::{self, bind};
 use crate::cri::types as cri;
 use crate::{Config, Error};
@@ -74,24 +75,64 @@ async fn prepare_one(
         }
         return Ok(p);
     }
-    if let Some(cm) = &v.config_map {
-        let found = src.config_map(&cm.name).await?;
-        let data = match found {
-            Some(c) => {
-                let mut d = c.data.unwrap_or_default();
-                for (k, b) in c.binary_data.unwrap_or_default() {
-                    d.insert(k, String::from_utf8_lossy(&b.0).into_owned());
-                }
-                d.into_iter().map(|(k, v)| (k, v.into_bytes())).collect()
+    if let Some(payload) = payload(pod, v, src).await? {
+        atomic_writer::write(dir, &payload)?;
+        return Ok(dir.to_path_buf());
+    }
+    // emptyDir and anything unsupported get a fresh directory under the pod dir.
+    mkdir(dir)?;
+    Ok(dir.to_path_buf())
+}
+
+/// Re-projects the pod's configMap and secret volumes so running containers see the current
+/// data and removed keys disappear (the kubelet re-runs their SetUp on each pod sync).
+/// Returns the volumes whose files changed; the first error once every volume was tried,
+/// a failed volume keeping its old files as the kubelet's do.
+pub async fn refresh(config: &Config, pod: &Pod, src: &Sources<'_>) -> Result<Vec<String>, Error> {
+    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_deref());
+    let mut changed = Vec::new();
+    let mut first_err = None;
+    for v in volumes.unwrap_or_default() {
+        let dir = spec::pod_dir(config, pod).join("volumes").join(&v.name);
+        let wrote = match payload(pod, v, src).await {
+            Ok(Some(p)) => atomic_writer::write(&dir, &p),
+            Ok(None) => continue,
+            Err(e) => Err(e),
+        };
+        match wrote {
+            Ok(true) => changed.push(v.name.clone()),
+            Ok(false) => {}
+            Err(e) => {
+                first_err.get_or_insert(e);
             }
-            None if cm.optional == Some(true) => BTreeMap::new(),
+        }
+    }
+    first_err.map_or(Ok(changed), Err)
+}
+
+/// The files of a configMap or secret volume; None for other volumes.
+async fn payload(pod: &Pod, v: &Volume, src: &Sources<'_>) -> Result<Option<Payload>, Error> {
+    if let Some(cm) = &v.config_map {
+        let optional = cm.optional == Some(true);
+        let data = match src.config_map(&cm.name).await? {
+            Some(c) => {
+                let text = c.data.unwrap_or_default().into_iter();
+                let binary = c.binary_data.unwrap_or_default().into_iter();
+                text.map(|(k, v)| (k, v.into_bytes()))
+                    .chain(binary.map(|(k, b)| (k, b.0)))
+                    .collect()
+            }
+            None if optional => BTreeMap::new(),
             None => return Err(missing(pod, format!("configmap {:?} not found", cm.name))),
         };
-        write_files(dir, &data, cm.items.as_deref())?;
-        return Ok(dir.to_path_buf());
+        let p = project(&data, cm.items.as_deref(), cm.default_mode, optional);
+        return p
+            .map(Some)
+            .map_err(|why| missing(pod, format!("configmap {:?}: {why}", cm.name)));
     }
     if let Some(s) = &v.secret {
         let name = s.secret_name.clone().unwrap_or_default();
+        let optional = s.optional == Some(true);
         let data = match src.secret(&name).await? {
             Some(sec) => {
                 let mut d: BTreeMap<String, Vec<u8>> = sec
@@ -105,46 +146,59 @@ async fn prepare_one(
                 }
                 d
             }
-            None if s.optional == Some(true) => BTreeMap::new(),
+            None if optional => BTreeMap::new(),
             None => return Err(missing(pod, format!("secret {name:?} not found"))),
         };
-        write_files(dir, &data, s.items.as_deref())?;
-        return Ok(dir.to_path_buf());
+        let p = project(&data, s.items.as_deref(), s.default_mode, optional);
+        return p
+            .map(Some)
+            .map_err(|why| missing(pod, format!("secret {name:?}: {why}")));
     }
-    // emptyDir and anything unsupported get a fresh directory under the pod dir.
-    mkdir(dir)?;
-    Ok(dir.to_path_buf())
+    Ok(None)
 }
 
-/// Writes the keys (or the listed items) as files, rewriting only what changed.
-fn write_files(
-    dir: &Path,
+/// Keys (or the listed items) → files, as the kubelet's MakePayload: an item's mode, else
+/// defaultMode, else 0644; a listed key that does not exist fails the volume unless it is
+/// optional.
+fn project(
     data: &BTreeMap<String, Vec<u8>>,
     items: Option<&[KeyToPath]>,
-) -> Result<(), Error> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io("create volume dir", dir, e))?;
-    let files: Vec<(String, &Vec<u8>)> = match items {
-        Some(items) => items
-            .iter()
-            .filter_map(|i| data.get(&i.key).map(|d| (i.path.clone(), d)))
-            .collect(),
-        None => data.iter().map(|(k, v)| (k.clone(), v)).collect(),
+    default_mode: Option<i32>,
+    optional: bool,
+) -> Result<Payload, String> {
+    let mode = |m: Option<i32>| {
+        m.or(default_mode)
+            .map_or(DEFAULT_MODE, |m| m as u32 & 0o777)
     };
-    for (rel, bytes) in files {
-        if rel.split('/').any(|c| c == "..") {
-            continue;
+    let files: Vec<(String, &Vec<u8>, u32)> = match items {
+        Some(items) => {
+            let mut out = Vec::new();
+            for i in items {
+                match data.get(&i.key) {
+                    Some(d) => out.push((i.path.clone(), d, mode(i.mode))),
+                    None if optional => {}
+                    None => return Err(format!("references non-existent key {:?}", i.key)),
+                }
+            }
+            out
         }
-        let path = dir.join(&rel);
-        if std::fs::read(&path).ok().as_ref() == Some(bytes) {
-            continue;
+        None => data
+            .iter()
+            .map(|(k, v)| (k.clone(), v, mode(None)))
+            .collect(),
+    };
+    let mut payload = Payload::new();
+    for (path, data, mode) in files {
+        if !atomic_writer::valid_path(&path) {
+            return Err(format!("invalid path {path:?}"));
         }
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| Error::io("create volume dir", parent, e))?;
-        }
-        std::fs::write(&path, bytes).map_err(|e| Error::io("write volume file", &path, e))?;
+        let file = File {
+            data: data.clone(),
+            mode,
+        };
+        payload.insert(path, file);
     }
-    Ok(())
+    Ok(payload)
 }
 
 /// The container's mounts: configMap/secret read-only as Kubernetes mounts them.
@@ -288,6 +342,50 @@ fn expand(v: &str, env: &[(String, String)]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn data(kv: &[(&str, &str)]) -> BTreeMap<String, Vec<u8>> {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    fn item(key: &str, path: &str, mode: Option<i32>) -> KeyToPath {
+        KeyToPath {
+            key: key.into(),
+            path: path.into(),
+            mode,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn projection_of_keys_and_items() {
+        let d = data(&[("a", "1"), ("b", "2")]);
+        let all = project(&d, None, None, false).unwrap();
+        assert_eq!(all.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(all["a"].mode, 0o644);
+        let some = project(
+            &d,
+            Some(&[item("b", "x/y", Some(0o400))]),
+            Some(0o600),
+            false,
+        );
+        let some = some.unwrap();
+        assert_eq!(some.keys().collect::<Vec<_>>(), ["x/y"]);
+        assert_eq!(
+            (some["x/y"].data.as_slice(), some["x/y"].mode),
+            (&b"2"[..], 0o400)
+        );
+        let dflt = project(&d, None, Some(0o600), false).unwrap();
+        assert_eq!(dflt["b"].mode, 0o600);
+        // A listed key that does not exist fails the volume unless it is optional.
+        assert!(project(&d, Some(&[item("zz", "z", None)]), None, false).is_err());
+        let opt = project(&d, Some(&[item("zz", "z", None)]), None, true).unwrap();
+        assert!(opt.is_empty());
+        assert!(project(&d, Some(&[item("a", "../escape", None)]), None, false).is_err());
+    }
+
     #[test]
     fn expansion() {
         let env = vec![("A".to_string(), "x".to_string())];

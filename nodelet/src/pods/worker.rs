@@ -4,17 +4,18 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::core::v1::{Container, Pod};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::backoff::{self, Decision};
 use super::status::{self, Observed, View};
 use super::volumes::{self, Sources};
-use super::{admission, events, probes, spec};
+use super::{admission, events, probes, restart_count, spec};
 use crate::cri::{types as cri, Cri};
 use crate::{Config, Error};
 
@@ -28,22 +29,19 @@ pub struct Ctx {
     pub services: super::service_env::Services,
 }
 
-/// CrashLoopBackOff: 10 s doubling to 5 min, reset after 10 min of running (kubelet).
-const BACKOFF_START: Duration = Duration::from_secs(10);
-const BACKOFF_MAX: Duration = Duration::from_secs(300);
-const BACKOFF_RESET: Duration = Duration::from_secs(600);
-
 pub struct Worker {
-    ctx: Arc<Ctx>,
-    cri: Cri,
-    uid: String,
-    /// Delay to wait after the last exit before the next restart, per container.
+    pub(super) ctx: Arc<Ctx>,
+    pub(super) cri: Cri,
+    pub(super) uid: String,
+    /// The CrashLoopBackOff wait set at each container's last restart.
     backoff: HashMap<String, Duration>,
     waiting: HashMap<String, (String, String)>,
     probes: probes::Probes,
     last_status: Option<Value>,
     /// Set when admission rejected the pod: nothing of it ever runs.
     rejection: Option<admission::Rejection>,
+    /// When the configMap and secret volumes were last projected.
+    projected_at: Option<Instant>,
 }
 
 impl Worker {
@@ -57,6 +55,7 @@ impl Worker {
             probes: probes::Probes::default(),
             last_status: None,
             rejection: None,
+            projected_at: None,
         }
     }
 
@@ -137,6 +136,7 @@ impl Worker {
             if started {
                 observed = self.observe(&sandbox_id).await?;
             }
+            self.refresh_volumes(pod).await;
             self.probe(&run, &observed).await;
         } else {
             init.done = pod_init_done(pod);
@@ -145,6 +145,7 @@ impl Worker {
             observed: &observed,
             waiting: &self.waiting,
             ready: &self.probes.ready,
+            started: &self.probes.started,
             runtime: &self.ctx.runtime,
             pod_ip: &pod_ip,
             host_ip: &self.ctx.config.node_ip.to_string(),
@@ -242,7 +243,7 @@ impl Worker {
                     return Ok(false);
                 }
                 Some(s) => return self.start_created(run.pod, c, &s.id).await,
-                None => return self.start(run, c, 0).await,
+                None => return self.start(run, c, fresh_attempt(run, c, true)).await,
             }
         }
         init.done = true;
@@ -250,7 +251,7 @@ impl Worker {
         for c in &spec.containers {
             let o = observed.get(&c.name).cloned().unwrap_or_default();
             started |= match &o.latest {
-                None => self.start(run, c, 0).await?,
+                None => self.start(run, c, fresh_attempt(run, c, false)).await?,
                 Some(s) if o.exited() => {
                     let again = match policy.as_str() {
                         "Never" => false,
@@ -282,37 +283,20 @@ impl Worker {
         last: &cri::ContainerStatus,
         attempt: u32,
     ) -> Result<bool, Error> {
-        let ran = Duration::from_nanos((last.finished_at - last.started_at).max(0) as u64);
-        if ran >= BACKOFF_RESET {
-            self.backoff.remove(&c.name);
-        }
-        if let Some(delay) = self.backoff.get(&c.name).copied() {
-            let finished = UNIX_EPOCH + Duration::from_nanos(last.finished_at.max(0) as u64);
-            if SystemTime::now() < finished + delay {
-                let msg = format!(
-                    "back-off {}s restarting failed container={} pod={}_{}({})",
-                    delay.as_secs(),
-                    c.name,
-                    spec::name(run.pod),
-                    spec::namespace(run.pod),
-                    self.uid
-                );
-                let first = self
-                    .waiting
-                    .get(&c.name)
-                    .is_none_or(|(r, _)| r != "CrashLoopBackOff");
-                if first {
-                    self.event(run.pod, Some(&c.name), true, "BackOff", msg.clone());
-                }
-                self.waiting
-                    .insert(c.name.clone(), ("CrashLoopBackOff".into(), msg));
+        let ns = |t: i64| UNIX_EPOCH + Duration::from_nanos(t.max(0) as u64);
+        let ran = ns(last.finished_at)
+            .duration_since(ns(last.started_at))
+            .unwrap_or_default();
+        let since_exit = SystemTime::now()
+            .duration_since(ns(last.finished_at))
+            .unwrap_or_default();
+        let next = match backoff::decide(self.backoff.get(&c.name).copied(), ran, since_exit) {
+            Decision::Restart { next } => next,
+            Decision::Wait { delay } => {
+                self.back_off(run.pod, c, delay);
                 return Ok(false);
             }
-        }
-        let next = self
-            .backoff
-            .get(&c.name)
-            .map_or(BACKOFF_START, |d| (*d * 2).min(BACKOFF_MAX));
+        };
         let started = self.start(run, c, attempt).await?;
         if started {
             self.backoff.insert(c.name.clone(), next);
@@ -320,7 +304,57 @@ impl Worker {
         Ok(started)
     }
 
-    fn event(&self, pod: &Pod, c: Option<&str>, warning: bool, reason: &str, msg: String) {
+    /// Marks a container as waiting in CrashLoopBackOff, with a BackOff event on entering it.
+    fn back_off(&mut self, pod: &Pod, c: &Container, delay: Duration) {
+        let msg = format!(
+            "back-off {}s restarting failed container={} pod={}_{}({})",
+            delay.as_secs(),
+            c.name,
+            spec::name(pod),
+            spec::namespace(pod),
+            self.uid
+        );
+        let first = self
+            .waiting
+            .get(&c.name)
+            .is_none_or(|(r, _)| r != "CrashLoopBackOff");
+        if first {
+            self.event(pod, Some(&c.name), true, "BackOff", msg.clone());
+        }
+        self.waiting
+            .insert(c.name.clone(), ("CrashLoopBackOff".into(), msg));
+    }
+
+    /// Re-projects the configMap and secret volumes every `volume_resync`, as the kubelet
+    /// re-runs their SetUp on its periodic pod sync, so running containers see updates.
+    /// A container start projects them too, so this waits a full period after one.
+    async fn refresh_volumes(&mut self, pod: &Pod) {
+        let resync = self.ctx.config.volume_resync;
+        if self.projected_at.is_some_and(|t| t.elapsed() < resync) {
+            return;
+        }
+        self.projected_at = Some(Instant::now());
+        let src = Sources {
+            client: &self.ctx.client,
+            namespace: spec::namespace(pod),
+        };
+        match volumes::refresh(&self.ctx.config, pod, &src).await {
+            Ok(changed) if !changed.is_empty() => {
+                tracing::info!(pod = %spec::name(pod), volumes = ?changed, "volume files updated");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(pod = %spec::name(pod), error = %e, "refresh volumes"),
+        }
+    }
+
+    pub(super) fn event(
+        &self,
+        pod: &Pod,
+        c: Option<&str>,
+        warning: bool,
+        reason: &str,
+        msg: String,
+    ) {
         events::record(
             &self.ctx.client,
             &self.ctx.config.node_name,
@@ -333,54 +367,10 @@ impl Worker {
     }
 
     /// Marks a container as waiting with a reason and records a Failed event.
-    fn fail(&mut self, pod: &Pod, c: &Container, reason: &str, msg: String) -> bool {
+    pub(super) fn fail(&mut self, pod: &Pod, c: &Container, reason: &str, msg: String) -> bool {
         self.event(pod, Some(&c.name), true, "Failed", format!("Error: {msg}"));
         self.waiting.insert(c.name.clone(), (reason.into(), msg));
         false
-    }
-
-    /// Pulls per imagePullPolicy; the image ref, or None with the container left waiting.
-    async fn ensure_image(&mut self, pod: &Pod, c: &Container) -> Result<Option<String>, Error> {
-        let image = c.image.clone().unwrap_or_default();
-        let policy = c.image_pull_policy.clone().unwrap_or_else(|| {
-            let tagged = image.rsplit('/').next().is_some_and(|l| l.contains(':'));
-            if !tagged || image.ends_with(":latest") {
-                "Always".into()
-            } else {
-                "IfNotPresent".into()
-            }
-        });
-        let present = self.cri.image_id(&image).await?;
-        if let (Some(id), false) = (&present, policy == "Always") {
-            return Ok(Some(id.clone()));
-        }
-        if policy == "Never" {
-            let msg = format!("Container image {image:?} is not present with pull policy of Never");
-            self.fail(pod, c, "ErrImageNeverPull", msg);
-            return Ok(None);
-        }
-        self.event(
-            pod,
-            Some(&c.name),
-            false,
-            "Pulling",
-            format!("Pulling image {image:?}"),
-        );
-        let began = std::time::Instant::now();
-        match self.cri.pull_image(&image).await {
-            Ok(r) => {
-                let msg = format!(
-                    "Successfully pulled image {image:?} in {:?}",
-                    began.elapsed()
-                );
-                self.event(pod, Some(&c.name), false, "Pulled", msg);
-                Ok(Some(r))
-            }
-            Err(e) => {
-                self.fail(pod, c, "ErrImagePull", e.to_string());
-                Ok(None)
-            }
-        }
     }
 
     /// Creates and starts a container instance.
@@ -412,6 +402,7 @@ impl Worker {
             Ok(r) => r,
             Err(e) => return Ok(self.fail(pod, c, "CreateContainerConfigError", e.to_string())),
         };
+        self.projected_at = Some(Instant::now());
         let log_dir = PathBuf::from(&run.sandbox_config.log_directory).join(&c.name);
         std::fs::create_dir_all(&log_dir).map_err(|e| Error::io("create log dir", &log_dir, e))?;
         let config = spec::container_config(pod, c, attempt, resolved);
@@ -459,6 +450,13 @@ impl Worker {
                 self.probes.reset(&c.name);
                 continue;
             };
+            let id = format!("{}://{}", self.ctx.runtime, s.id);
+            let reported = status::reported(run.pod, &c.name, false);
+            if reported
+                .is_some_and(|r| r.container_id.as_ref() == Some(&id) && r.started == Some(true))
+            {
+                self.probes.mark_started(&c.name);
+            }
             let target = probes::Target {
                 cri: &mut self.cri,
                 container_id: &s.id,
@@ -505,63 +503,6 @@ impl Worker {
         self.last_status = Some(status);
         Ok(())
     }
-
-    /// Graceful termination: stop containers within the grace period, tear down the sandbox,
-    /// then the final delete (grace 0, uid precondition) so the object goes away.
-    async fn terminate(&mut self, pod: &Pod) -> Result<(), Error> {
-        let grace = pod
-            .metadata
-            .deletion_grace_period_seconds
-            .or(pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.termination_grace_period_seconds))
-            .unwrap_or(30);
-        let containers = self.cri.containers(Some(&self.uid)).await?;
-        let mut stops = Vec::new();
-        for c in containers {
-            if c.state != cri::ContainerState::ContainerRunning as i32 {
-                continue;
-            }
-            let name = c
-                .metadata
-                .as_ref()
-                .map(|m| m.name.clone())
-                .unwrap_or_default();
-            self.event(
-                pod,
-                Some(&name),
-                false,
-                "Killing",
-                format!("Stopping container {name}"),
-            );
-            let mut cri = self.cri.clone();
-            stops.push(async move { cri.stop_container(&c.id, grace).await });
-        }
-        for r in futures::future::join_all(stops).await {
-            r?;
-        }
-        for s in self.cri.sandboxes(Some(&self.uid)).await? {
-            self.cri.stop_sandbox(&s.id).await?;
-            self.cri.remove_sandbox(&s.id).await?;
-        }
-        let _ = std::fs::remove_dir_all(spec::pod_dir(&self.ctx.config, pod));
-        let _ = std::fs::remove_dir_all(spec::log_dir(&self.ctx.config, pod));
-        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), spec::namespace(pod));
-        let dp = DeleteParams {
-            grace_period_seconds: Some(0),
-            preconditions: Some(Preconditions {
-                uid: Some(self.uid.clone()),
-                resource_version: None,
-            }),
-            ..Default::default()
-        };
-        match api.delete(spec::name(pod), &dp).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
-            Err(e) => Err(Error::api(format!("delete pod {}", spec::name(pod)), e)),
-        }
-    }
 }
 
 /// What a sync needs to start containers in the pod's sandbox.
@@ -570,6 +511,13 @@ struct RunCtx<'a> {
     sandbox_id: &'a str,
     sandbox_config: &'a cri::PodSandboxConfig,
     pod_ip: &'a str,
+}
+
+/// The attempt number of a container with no instance in the sandbox.
+fn fresh_attempt(run: &RunCtx<'_>, c: &Container, init: bool) -> u32 {
+    let old = status::reported(run.pod, &c.name, init);
+    let logs = PathBuf::from(&run.sandbox_config.log_directory).join(&c.name);
+    restart_count::fresh_attempt(old, &restart_count::log_names(&logs))
 }
 
 #[derive(Default)]

@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod nodelet_process;
+
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -74,6 +76,9 @@ pub fn dispatch() {
     }
     if first == "minictl" {
         std::process::exit(run_minictl(&args[2..]));
+    }
+    if first == nodelet_process::ARG {
+        std::process::exit(nodelet_process::main(&args[2..]));
     }
 }
 
@@ -170,7 +175,7 @@ pub async fn start_runtime(dir: &Path, tag: u8) -> Runtime {
         .expect("serve CRI");
     });
     for _ in 0..400 {
-        if args.socket.exists() {
+        if minik8s_runtime::cri::accepting(&args.socket) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -199,6 +204,10 @@ pub struct Cluster {
         CancellationToken,
         tokio::task::JoinHandle<Result<(), minik8s_nodelet::Error>>,
     )>,
+    /// The nodelet when it runs as a child process ([`Cluster::start_nodelet_process`]).
+    nodelet_process: Option<nodelet_process::NodeletProcess>,
+    /// How many nodelet processes were started (each logs to its own file).
+    nodelet_runs: usize,
 }
 
 impl Drop for Cluster {
@@ -206,6 +215,7 @@ impl Drop for Cluster {
         if let Some((stop, _)) = &self.nodelet {
             stop.cancel();
         }
+        drop(self.nodelet_process.take());
         drop(self.runtime.take());
         self.shutdown.cancel();
     }
@@ -244,6 +254,8 @@ impl Cluster {
             config,
             runtime: None,
             nodelet: None,
+            nodelet_process: None,
+            nodelet_runs: 0,
         }
     }
 
@@ -278,6 +290,47 @@ impl Cluster {
         if let Some((stop, task)) = self.nodelet.take() {
             stop.cancel();
             task.await.unwrap().expect("nodelet ran cleanly");
+        }
+        if let Some(p) = self.nodelet_process.take() {
+            p.stop().await;
+        }
+    }
+
+    /// Starts the nodelet as a child process on `socket`, serving on 127.0.0.1 and a port
+    /// free now; returns once its Node reports that port (it has registered).
+    pub async fn start_nodelet_process(&mut self, socket: &Path) -> u16 {
+        self.config.runtime_endpoint = socket.to_path_buf();
+        self.config.node_ip = std::net::Ipv4Addr::LOCALHOST;
+        self.config.port = nodelet_process::free_port();
+        self.nodelet_runs += 1;
+        let log = self
+            .tmp
+            .path()
+            .join(format!("nodelet-{}.log", self.nodelet_runs));
+        let p = nodelet_process::NodeletProcess::spawn(&self.config, &log);
+        let port = p.port;
+        self.nodelet_process = Some(p);
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        for _ in 0..600 {
+            let reported = nodes
+                .get_opt(&self.node)
+                .await
+                .unwrap()
+                .and_then(|n| Some(n.status?.daemon_endpoints?.kubelet_endpoint?.port));
+            if reported == Some(i32::from(port)) {
+                return port;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let tail = self.nodelet_process.as_ref().map(|p| p.log_tail());
+        let tail = tail.unwrap_or_default();
+        panic!("the nodelet process never reported port {port}; its log:\n{tail}");
+    }
+
+    /// SIGKILLs the nodelet process.
+    pub fn kill_nodelet_process(&mut self) {
+        if let Some(p) = self.nodelet_process.take() {
+            p.kill9();
         }
     }
 
