@@ -7,12 +7,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentStrategy, RollingUpdateDeployment};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentStrategy, ReplicaSet, RollingUpdateDeployment,
+};
+use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::ResourceExt;
+use kube::{Api, ResourceExt};
 use support::*;
 
 const HASH: &str = "pod-template-hash";
@@ -315,6 +317,161 @@ async fn progress_deadline_exceeded_when_pods_never_become_ready() {
             available.reason.as_deref(),
             Some("MinimumReplicasUnavailable")
         );
+    })
+    .await;
+}
+
+fn revisions(sets: &[ReplicaSet]) -> Vec<String> {
+    let mut out: Vec<String> = sets
+        .iter()
+        .filter_map(|rs| rs.annotations().get(REVISION).cloned())
+        .collect();
+    out.sort();
+    out
+}
+
+/// Kubernetes' cleanupDeployment: scaled-down old ReplicaSets beyond revisionHistoryLimit
+/// are deleted, oldest revision first; the limit counts old sets, not the current one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_replicasets_beyond_the_revision_history_limit_are_deleted_oldest_first() {
+    within(60, "old replicasets were never cleaned up", async {
+        let c = Cluster::start().await;
+        let _kubelet = c.kubelet(Duration::from_millis(10));
+        let mut d = deployment("hist", 1, rolling(1, 0));
+        d.spec.revision_history_limit = Some(1);
+        c.deployments()
+            .create(&PostParams::default(), &d)
+            .await
+            .expect("creating the deployment");
+        wait_rolled_out(&c, "hist").await;
+        for (image, want) in [
+            ("busybox:2", vec!["1", "2"]),
+            ("busybox:3", vec!["2", "3"]),
+            ("busybox:4", vec!["3", "4"]),
+        ] {
+            set_image(&c, "hist", image).await;
+            let what = format!("revisions {want:?} left after rolling to {image}");
+            let sets = eventually(20, &what, || async {
+                let d = c.deployments().get("hist").await.ok()?;
+                let sets = c
+                    .replica_sets()
+                    .list(&ListParams::default())
+                    .await
+                    .ok()?
+                    .items;
+                (rolled_out(&d) && revisions(&sets) == want).then_some(sets)
+            })
+            .await;
+            let current = sets.iter().find(|rs| rs.annotations()[REVISION] == want[1]);
+            let image_of = |rs: &ReplicaSet| {
+                let spec = rs.spec.template.as_ref()?.spec.as_ref()?;
+                spec.containers[0].image.clone()
+            };
+            assert_eq!(current.and_then(image_of).as_deref(), Some(image));
+        }
+    })
+    .await;
+}
+
+async fn events_about(c: &Cluster, kind: &str, name: &str, reason: &str) -> Vec<Event> {
+    let events: Api<Event> = Api::namespaced(c.client.clone(), "default");
+    let list = events
+        .list(&ListParams::default())
+        .await
+        .expect("listing events");
+    list.items
+        .into_iter()
+        .filter(|e| {
+            let about = &e.involved_object;
+            e.reason.as_deref() == Some(reason)
+                && about.kind.as_deref() == Some(kind)
+                && about.name.as_deref() == Some(name)
+        })
+        .collect()
+}
+
+fn messages(events: &[Event]) -> BTreeSet<String> {
+    events.iter().filter_map(|e| e.message.clone()).collect()
+}
+
+/// The events `kubectl describe` shows for a scale up and down: ScalingReplicaSet on the
+/// Deployment, SuccessfulCreate and SuccessfulDelete on its ReplicaSet, each naming what it
+/// changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_publishes_events_about_the_deployment_and_its_replicaset() {
+    within(40, "the controllers' events never appeared", async {
+        let c = Cluster::start().await;
+        let _kubelet = c.kubelet(Duration::from_millis(10));
+        let d = c
+            .deployments()
+            .create(&PostParams::default(), &deployment("evt", 2, rolling(1, 0)))
+            .await
+            .expect("creating the deployment");
+        wait_rolled_out(&c, "evt").await;
+        let rs = c
+            .replica_sets()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .remove(0);
+        let rs_name = rs.name_any();
+        let created: BTreeSet<String> = c
+            .active_pods()
+            .await
+            .iter()
+            .map(|p| format!("Created pod: {}", p.name_any()))
+            .collect();
+        patch(&c, "evt", serde_json::json!({"spec": {"replicas": 1}})).await;
+        let survivor = eventually(15, "one pod left", || async {
+            let pods = c.active_pods().await;
+            (pods.len() == 1).then(|| pods[0].name_any())
+        })
+        .await;
+        let (scaling, creates, deletes) = eventually(10, "all three kinds of event", || async {
+            let scaling = events_about(&c, "Deployment", "evt", "ScalingReplicaSet").await;
+            let creates = events_about(&c, "ReplicaSet", &rs_name, "SuccessfulCreate").await;
+            let deletes = events_about(&c, "ReplicaSet", &rs_name, "SuccessfulDelete").await;
+            (scaling.len() >= 2 && creates.len() >= 2 && !deletes.is_empty())
+                .then_some((scaling, creates, deletes))
+        })
+        .await;
+        let scaled = messages(&scaling);
+        assert!(
+            scaled.contains(&format!("Scaled up replica set {rs_name} to 2")),
+            "{scaled:?}"
+        );
+        assert!(
+            scaled.contains(&format!("Scaled down replica set {rs_name} to 1 from 2")),
+            "{scaled:?}"
+        );
+        assert_eq!(messages(&creates), created);
+        let deleted = messages(&deletes);
+        assert_eq!(deleted.len(), 1, "{deleted:?}");
+        let victim = deleted
+            .iter()
+            .next()
+            .unwrap()
+            .strip_prefix("Deleted pod: ")
+            .unwrap();
+        assert!(created.contains(&format!("Created pod: {victim}")) && victim != survivor);
+        // Each names its object exactly, uid included, and says who reported it.
+        for (e, uid, component) in scaling
+            .iter()
+            .map(|e| (e, &d.metadata.uid, "deployment-controller"))
+            .chain(
+                creates
+                    .iter()
+                    .chain(&deletes)
+                    .map(|e| (e, &rs.metadata.uid, "replicaset-controller")),
+            )
+        {
+            assert_eq!(&e.involved_object.uid, uid, "{e:?}");
+            assert_eq!(e.involved_object.namespace.as_deref(), Some("default"));
+            assert_eq!(e.type_.as_deref(), Some("Normal"));
+            let source = e.source.as_ref().and_then(|s| s.component.as_deref());
+            assert_eq!(source, Some(component), "{e:?}");
+        }
     })
     .await;
 }

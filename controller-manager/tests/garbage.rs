@@ -1,14 +1,14 @@
 //! Cascading deletion through the garbage collector in all three propagation modes (through
-//! the kube client and through kubectl), and namespace deletion through the namespace
-//! controller.
+//! the kube client and through kubectl), for the workload kinds and for any other kind, and
+//! namespace deletion through the namespace controller.
 
 mod support;
 
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{DeploymentStrategy, ReplicaSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -326,6 +326,268 @@ async fn deleting_a_namespace_terminates_empties_and_removes_it() {
         let out = kubectl(&c, &["delete", "ns", "team"]).await;
         assert!(out.contains("namespace \"team\" deleted"), "{out}");
         assert!(namespaces.get_opt("team").await.unwrap().is_none());
+    })
+    .await;
+}
+
+// The collector is generic: any kind the API server serves may own, or be owned by, any
+// other, and every propagation mode finishes for every kind.
+
+/// An owner reference to `owner` (a created object of `kind` in `api_version`).
+fn owner_ref(api_version: &str, kind: &str, owner: &ObjectMeta, block: bool) -> OwnerReference {
+    OwnerReference {
+        api_version: api_version.into(),
+        kind: kind.into(),
+        name: owner.name.clone().unwrap(),
+        uid: owner.uid.clone().unwrap(),
+        block_owner_deletion: Some(block),
+        controller: None,
+    }
+}
+
+fn config_maps(c: &Cluster) -> Api<ConfigMap> {
+    Api::namespaced(c.client.clone(), "default")
+}
+
+fn secrets(c: &Cluster) -> Api<Secret> {
+    Api::namespaced(c.client.clone(), "default")
+}
+
+async fn create_config_map(c: &Cluster, name: &str, owners: Vec<OwnerReference>) -> ObjectMeta {
+    let mut cm = config_map(name);
+    cm.metadata.owner_references = Some(owners);
+    config_maps(c)
+        .create(&PostParams::default(), &cm)
+        .await
+        .expect("creating a config map")
+        .metadata
+}
+
+async fn create_secret(c: &Cluster, name: &str, owners: Vec<OwnerReference>) -> ObjectMeta {
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            owner_references: Some(owners),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    secrets(c)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("creating a secret")
+        .metadata
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_deletion_collects_dependents_of_any_kind() {
+    within(
+        40,
+        "dependents of other kinds were never collected",
+        async {
+            let c = Cluster::start().await;
+            let deploy = c
+                .deployments()
+                .create(
+                    &PostParams::default(),
+                    &deployment("app", 0, DeploymentStrategy::default()),
+                )
+                .await
+                .expect("creating the deployment")
+                .metadata;
+            // A ConfigMap owned by a Deployment; a ConfigMap owned by a ConfigMap, owning a
+            // Secret in turn: deleting the roots collects the whole chains.
+            create_config_map(
+                &c,
+                "app-config",
+                vec![owner_ref("apps/v1", "Deployment", &deploy, false)],
+            )
+            .await;
+            let root = create_config_map(&c, "root", vec![]).await;
+            let child = create_config_map(
+                &c,
+                "child",
+                vec![owner_ref("v1", "ConfigMap", &root, false)],
+            )
+            .await;
+            create_secret(
+                &c,
+                "grandchild",
+                vec![owner_ref("v1", "ConfigMap", &child, false)],
+            )
+            .await;
+            // Live owners keep their dependents.
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            assert!(config_maps(&c)
+                .get_opt("app-config")
+                .await
+                .unwrap()
+                .is_some());
+            assert!(secrets(&c).get_opt("grandchild").await.unwrap().is_some());
+            c.deployments()
+                .delete("app", &DeleteParams::background())
+                .await
+                .expect("deleting the deployment");
+            config_maps(&c)
+                .delete("root", &DeleteParams::background())
+                .await
+                .expect("deleting the root config map");
+            eventually(
+                15,
+                "the dependents of the deleted owners collected",
+                || async {
+                    let cm = config_maps(&c);
+                    let gone = cm.get_opt("app-config").await.ok()?.is_none()
+                        && cm.get_opt("child").await.ok()?.is_none()
+                        && secrets(&c).get_opt("grandchild").await.ok()?.is_none();
+                    gone.then_some(())
+                },
+            )
+            .await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreground_deletion_of_a_config_map_waits_for_its_blocking_secret() {
+    within(
+        40,
+        "the foreground delete of a config map never finished",
+        async {
+            let c = Cluster::start().await;
+            let owner = create_config_map(&c, "owner", vec![]).await;
+            let held = Secret {
+                metadata: ObjectMeta {
+                    name: Some("dependent".into()),
+                    owner_references: Some(vec![owner_ref("v1", "ConfigMap", &owner, true)]),
+                    finalizers: Some(vec![HOLD.into()]),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            secrets(&c)
+                .create(&PostParams::default(), &held)
+                .await
+                .expect("creating the held secret");
+            config_maps(&c)
+                .delete("owner", &DeleteParams::foreground())
+                .await
+                .expect("deleting the owner");
+            // The collector deletes the dependent (it stays, held by the test's finalizer)…
+            eventually(15, "the dependent secret marked for deletion", || async {
+                let s = secrets(&c).get_opt("dependent").await.ok()??;
+                s.metadata.deletion_timestamp.map(|_| ())
+            })
+            .await;
+            // …and the owner waits for it.
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            let waiting = config_maps(&c)
+                .get("owner")
+                .await
+                .expect("the owner waits for its blocking dependent");
+            assert!(waiting.metadata.deletion_timestamp.is_some());
+            assert!(waiting
+                .finalizers()
+                .iter()
+                .any(|f| f == "foregroundDeletion"));
+            secrets(&c)
+                .patch(
+                    "dependent",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+                )
+                .await
+                .expect("releasing the dependent");
+            // Each time the owner is seen, its dependent must already be gone.
+            eventually(15, "the owner gone after its dependent", || async {
+                let dependent_gone = secrets(&c).get_opt("dependent").await.ok()?.is_none();
+                let owner_gone = config_maps(&c).get_opt("owner").await.ok()?.is_none();
+                assert!(
+                    dependent_gone || !owner_gone,
+                    "the owner went before its dependent"
+                );
+                owner_gone.then_some(())
+            })
+            .await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphan_deletion_of_a_config_map_keeps_its_dependent_without_the_reference() {
+    within(
+        40,
+        "the orphan delete of a config map never finished",
+        async {
+            let c = Cluster::start().await;
+            let owner = create_config_map(&c, "owner", vec![]).await;
+            let other = create_config_map(&c, "other", vec![]).await;
+            create_secret(
+                &c,
+                "dependent",
+                vec![
+                    owner_ref("v1", "ConfigMap", &owner, true),
+                    owner_ref("v1", "ConfigMap", &other, false),
+                ],
+            )
+            .await;
+            let pending = config_maps(&c)
+                .delete("owner", &DeleteParams::orphan())
+                .await
+                .expect("deleting the owner");
+            assert!(pending.is_left(), "the owner waits for orphaning");
+            eventually(15, "the owner gone", || async {
+                config_maps(&c)
+                    .get_opt("owner")
+                    .await
+                    .ok()?
+                    .is_none()
+                    .then_some(())
+            })
+            .await;
+            let kept = secrets(&c)
+                .get("dependent")
+                .await
+                .expect("the dependent stays");
+            let refs: Vec<&str> = kept
+                .owner_references()
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect();
+            assert_eq!(
+                refs,
+                ["other"],
+                "only the reference to the deleted owner is removed"
+            );
+            // And, orphaned, it is not collected later.
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            assert!(secrets(&c).get_opt("dependent").await.unwrap().is_some());
+        },
+    )
+    .await;
+}
+
+/// Regression: the API server adds `foregroundDeletion` (or `orphan`) on a cascading
+/// delete of any kind, and the collector used to finish it only for Deployments,
+/// ReplicaSets and Services, leaving other objects deleting forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_cascading_delete_of_a_config_map_without_dependents_completes() {
+    within(60, "kubectl delete cm --cascade never returned", async {
+        let c = Cluster::start().await;
+        for mode in ["foreground", "orphan"] {
+            let name = format!("lonely-{mode}");
+            create_config_map(&c, &name, vec![]).await;
+            let cascade = format!("--cascade={mode}");
+            // kubectl waits for the object to be gone.
+            let out = kubectl(&c, &["delete", "cm", &name, &cascade, "--timeout=20s"]).await;
+            assert!(
+                out.contains(&format!("configmap \"{name}\" deleted")),
+                "{out}"
+            );
+            assert!(config_maps(&c).get_opt(&name).await.unwrap().is_none());
+        }
     })
     .await;
 }

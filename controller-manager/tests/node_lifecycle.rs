@@ -208,3 +208,77 @@ async fn dead_node_is_tainted_and_its_pods_replaced_elsewhere() {
     })
     .await;
 }
+
+fn lifecycle_taints(n: &Node) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = n
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| t.key.starts_with("node.kubernetes.io/"))
+        .map(|t| (t.key, t.effect))
+        .collect();
+    out.sort();
+    out
+}
+
+async fn set_ready(nodes: &Api<Node>, name: &str, status: &str, reason: &str) {
+    let body = serde_json::json!({"status": {"conditions": [
+        {"type": "Ready", "status": status, "reason": reason}
+    ]}});
+    nodes
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&body))
+        .await
+        .expect("writing the node's Ready condition");
+}
+
+/// A node whose kubelet still heartbeats but reports Ready=False (say its runtime is down)
+/// gets the not-ready taints, not the unreachable ones, and keeps the condition its kubelet
+/// wrote; reporting Ready again removes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_reporting_not_ready_gets_the_not_ready_taints() {
+    within(
+        40,
+        "a not-ready node was never tainted or untainted",
+        async {
+            let c = Cluster::start_tuned(300, Duration::from_secs(2)).await;
+            let nodes: Api<Node> = Api::all(c.client.clone());
+            create_node(&c.client, node("sick")).await;
+            let _beat = heartbeat(&c.client, "sick");
+            set_ready(&nodes, "sick", "False", "KubeletNotReady").await;
+            let not_ready = "node.kubernetes.io/not-ready".to_string();
+            let want = vec![
+                (not_ready.clone(), "NoExecute".to_string()),
+                (not_ready, "NoSchedule".to_string()),
+            ];
+            eventually(
+                10,
+                "the not-ready NoSchedule and NoExecute taints",
+                || async {
+                    let n = nodes.get("sick").await.ok()?;
+                    (lifecycle_taints(&n) == want).then_some(())
+                },
+            )
+            .await;
+            // Well past the grace period: the fresh lease keeps it not-ready, not unreachable,
+            // and the controller leaves the kubelet's condition alone.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let n = nodes.get("sick").await.unwrap();
+            assert_eq!(lifecycle_taints(&n), want);
+            let conditions = n.status.unwrap().conditions.unwrap();
+            let ready = conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+            assert_eq!(
+                (ready.status.as_str(), ready.reason.as_deref()),
+                ("False", Some("KubeletNotReady"))
+            );
+            set_ready(&nodes, "sick", "True", "KubeletReady").await;
+            eventually(10, "the not-ready taints removed", || async {
+                let n = nodes.get("sick").await.ok()?;
+                lifecycle_taints(&n).is_empty().then_some(())
+            })
+            .await;
+        },
+    )
+    .await;
+}

@@ -31,8 +31,8 @@ fn binding(pod: &PodInfo, node: &str) -> Binding {
     }
 }
 
-/// Binds an assumed pod to `node`.
-pub async fn bind(shared: Arc<Shared>, pod: Arc<PodInfo>, node: String) {
+/// Binds an assumed pod to `node`; `cycle` is the scheduling cycle that chose it.
+pub async fn bind(shared: Arc<Shared>, pod: Arc<PodInfo>, node: String, cycle: u64) {
     let api: Api<Pod> = Api::namespaced(shared.client.clone(), &pod.key.namespace);
     let result = api
         .create_subresource::<_, serde::de::IgnoredAny>(
@@ -53,7 +53,7 @@ pub async fn bind(shared: Arc<Shared>, pod: Arc<PodInfo>, node: String) {
             shared.cache().forget(&pod.key);
             match e {
                 kube::Error::Api(s) if s.code == 404 => shared.queue.remove(&pod.key),
-                _ => shared.queue.failed(&pod.key),
+                _ => shared.queue.failed(&pod.key, cycle),
             }
             // The assumed requests are free again: others may fit now.
             shared.queue.move_all_to_active();

@@ -5,6 +5,12 @@
 //! when it expires — or at once when the cluster changed in a way that may let it fit (a node
 //! added or changed, a pod deleted): [`SchedulingQueue::move_all_to_active`], kube-scheduler's
 //! `MoveAllToActiveOrBackoffQueue`.
+//!
+//! A cluster change that lands while a pod is being attempted — after the attempt read the
+//! cache, before it reported failure — must not be lost: the pod would then wait its whole
+//! backoff though it may fit now. As in kube-scheduler, every pop starts a numbered
+//! scheduling cycle and every move-all records the cycle it happened in; a pod failing in
+//! cycle `c` goes straight back to active if a move-all happened in cycle `c` or later.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -43,6 +49,16 @@ struct Entry {
     state: State,
 }
 
+/// A pod handed out for an attempt.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub pod: Arc<PodInfo>,
+    /// Failed attempts before this one.
+    pub failures: u32,
+    /// The scheduling cycle this attempt belongs to; `failed` needs it back.
+    pub cycle: u64,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     entries: HashMap<PodKey, Entry>,
@@ -51,6 +67,11 @@ struct Inner {
     waiting: BinaryHeap<Reverse<(Instant, u64, PodKey)>>,
     waiting_count: usize,
     next_seq: u64,
+    /// Pops so far (kube-scheduler's schedulingCycle).
+    scheduling_cycle: u64,
+    /// The scheduling cycle of the latest move-all (kube-scheduler's moveRequestCycle);
+    /// None before the first.
+    move_request_cycle: Option<u64>,
 }
 
 impl Inner {
@@ -85,14 +106,19 @@ impl Inner {
         }
     }
 
-    fn pop_active(&mut self) -> Option<(Arc<PodInfo>, u32)> {
+    fn pop_active(&mut self) -> Option<Attempt> {
         while let Some((_, Reverse(seq), key)) = self.active.pop() {
             let Some(entry) = self.entries.get_mut(&key) else {
                 continue;
             };
             if entry.state == (State::Active { seq }) {
                 entry.state = State::InFlight;
-                return Some((entry.pod.clone(), entry.failures));
+                self.scheduling_cycle += 1;
+                return Some(Attempt {
+                    pod: entry.pod.clone(),
+                    failures: entry.failures,
+                    cycle: self.scheduling_cycle,
+                });
             }
         }
         None
@@ -154,8 +180,8 @@ impl SchedulingQueue {
         }
     }
 
-    /// Waits for the next pod to attempt; returns it with its count of failed attempts.
-    pub async fn pop(&self) -> (Arc<PodInfo>, u32) {
+    /// Waits for the next pod to attempt.
+    pub async fn pop(&self) -> Attempt {
         loop {
             let notified = self.notify.notified();
             tokio::pin!(notified);
@@ -185,15 +211,23 @@ impl SchedulingQueue {
         self.remove(key);
     }
 
-    /// The attempt failed (no node fits, or the binding failed): wait with backoff.
-    pub fn failed(&self, key: &PodKey) {
+    /// The attempt of scheduling cycle `cycle` failed (no node fits, or the binding
+    /// failed): wait with backoff — unless the cluster changed since the attempt began
+    /// (kube-scheduler's AddUnschedulableIfNotPresent), then retry at once.
+    pub fn failed(&self, key: &PodKey, cycle: u64) {
         let mut inner = self.lock();
         let seq = inner.next_seq;
         inner.next_seq += 1;
+        let moved_since = inner.move_request_cycle.is_some_and(|m| m >= cycle);
         let Some(entry) = inner.entries.get_mut(key) else {
             return;
         };
         entry.failures += 1;
+        if moved_since {
+            inner.activate(key);
+            self.notify.notify_one();
+            return;
+        }
         let until = Instant::now() + backoff(entry.failures);
         let was_waiting = matches!(entry.state, State::Waiting { .. });
         entry.state = State::Waiting { seq };
@@ -207,6 +241,8 @@ impl SchedulingQueue {
     /// The cluster changed so waiting pods may fit now: retry them all at once.
     pub fn move_all_to_active(&self) {
         let mut inner = self.lock();
+        // Recorded even with nothing waiting: pods being attempted now see it on failure.
+        inner.move_request_cycle = Some(inner.scheduling_cycle);
         if inner.waiting_count == 0 {
             return;
         }
@@ -242,14 +278,14 @@ mod tests {
         Arc::new(p)
     }
 
-    async fn pop_name(q: &SchedulingQueue) -> String {
+    async fn pop_now(q: &SchedulingQueue) -> Attempt {
         tokio::time::timeout(Duration::from_secs(60), q.pop())
             .await
             .expect("a pod should have been ready to pop")
-            .0
-            .key
-            .name
-            .clone()
+    }
+
+    async fn pop_name(q: &SchedulingQueue) -> String {
+        pop_now(q).await.pod.key.name.clone()
     }
 
     #[test]
@@ -275,11 +311,12 @@ mod tests {
     async fn failed_pod_waits_for_its_backoff() {
         let q = SchedulingQueue::default();
         q.add_or_update(arc(pod("a")));
-        let (p, _) = q.pop().await;
+        let mut a = q.pop().await;
         for expected in [1u64, 2, 4, 8, 10, 10] {
-            q.failed(&p.key);
+            q.failed(&a.pod.key, a.cycle);
             let before = Instant::now();
-            assert_eq!(pop_name(&q).await, "a");
+            a = pop_now(&q).await;
+            assert_eq!(a.pod.key.name, "a");
             assert_eq!(before.elapsed().as_secs(), expected);
         }
     }
@@ -288,9 +325,9 @@ mod tests {
     async fn cluster_change_retries_waiting_pods_at_once() {
         let q = SchedulingQueue::default();
         q.add_or_update(arc(pod("a")));
-        let (p, _) = q.pop().await;
-        q.failed(&p.key);
-        q.failed(&p.key); // second failure: 2 s backoff
+        let p = q.pop().await;
+        q.failed(&p.pod.key, p.cycle);
+        q.failed(&p.pod.key, p.cycle); // second failure: 2 s backoff
         let before = Instant::now();
         q.move_all_to_active();
         assert_eq!(pop_name(&q).await, "a");
@@ -303,7 +340,7 @@ mod tests {
         q.add_or_update(arc(pod("a")));
         q.add_or_update(arc(pod("b")));
         q.remove(&pod("a").key);
-        let (b, _) = q.pop().await;
+        let b = q.pop().await.pod;
         assert_eq!(b.key.name, "b");
         q.done(&b.key);
         assert!(q.is_empty());
@@ -315,10 +352,50 @@ mod tests {
     async fn update_of_in_flight_pod_does_not_duplicate_it() {
         let q = SchedulingQueue::default();
         q.add_or_update(arc(pod("a")));
-        let (a, _) = q.pop().await;
+        let a = q.pop().await.pod;
         q.add_or_update(arc(pod("a").label("x", "y")));
         q.done(&a.key);
         let waited = tokio::time::timeout(Duration::from_secs(30), q.pop()).await;
         assert!(waited.is_err(), "a placed pod must not be attempted again");
+    }
+
+    /// The lost wake-up: a node or pod event handled after an attempt read the cache but
+    /// before it reported failure found nothing waiting to move; the pod must not then wait
+    /// out its backoff.
+    #[tokio::test(start_paused = true)]
+    async fn a_cluster_change_during_an_attempt_retries_the_pod_at_once() {
+        let q = SchedulingQueue::default();
+        q.add_or_update(arc(pod("a")));
+        let a = pop_now(&q).await;
+        q.move_all_to_active();
+        q.failed(&a.pod.key, a.cycle);
+        let before = Instant::now();
+        let again = pop_now(&q).await;
+        assert_eq!(again.pod.key.name, "a");
+        assert_eq!(before.elapsed(), Duration::ZERO, "retried without backoff");
+        assert_eq!(again.failures, 1, "the failure still counts");
+        // A move-all from before this attempt began does not shorten its backoff.
+        q.failed(&again.pod.key, again.cycle);
+        let before = Instant::now();
+        assert_eq!(pop_name(&q).await, "a");
+        assert_eq!(before.elapsed(), backoff(2));
+    }
+
+    /// A binding fails asynchronously, after later pods were popped: a move-all during a
+    /// later cycle still counts for the earlier attempt.
+    #[tokio::test(start_paused = true)]
+    async fn a_move_request_from_a_later_cycle_reactivates_an_earlier_attempt() {
+        let q = SchedulingQueue::default();
+        q.add_or_update(arc(pod("a")));
+        q.add_or_update(arc(pod("b")));
+        let a = pop_now(&q).await;
+        let b = pop_now(&q).await;
+        assert!(b.cycle > a.cycle);
+        q.move_all_to_active();
+        q.failed(&a.pod.key, a.cycle);
+        let before = Instant::now();
+        assert_eq!(pop_name(&q).await, "a");
+        assert_eq!(before.elapsed(), Duration::ZERO);
+        q.done(&b.pod.key);
     }
 }

@@ -217,11 +217,12 @@ async fn scheduling_loop(shared: Arc<Shared>, stop: &CancellationToken) {
             p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
         };
         let t1 = Instant::now();
-        let (pod, _failures) = tokio::select! {
+        let attempt = tokio::select! {
             biased;
             _ = stop.cancelled() => break,
             p = shared.queue.pop() => p,
         };
+        let (pod, cycle) = (attempt.pod, attempt.cycle);
         let t2 = Instant::now();
         while in_flight.try_join_next().is_some() {}
         let outcome = {
@@ -241,12 +242,14 @@ async fn scheduling_loop(shared: Arc<Shared>, stop: &CancellationToken) {
             None => shared.queue.done(&pod.key),
             Some(Ok(node)) => {
                 in_flight.spawn(async move {
-                    binder::bind(task_shared, pod, node).await;
+                    binder::bind(task_shared, pod, node, cycle).await;
                     drop(permit);
                 });
             }
             Some(Err(fit)) => {
-                shared.queue.failed(&pod.key);
+                // A node or pod event since `pop` (even while the cache was read) is
+                // caught by the cycle: the pod is retried at once, not after its backoff.
+                shared.queue.failed(&pod.key, cycle);
                 shared.stats.unschedulable.fetch_add(1, Ordering::Relaxed);
                 let message = fit.message();
                 info!(pod = %pod.key, %message, "unschedulable");

@@ -1,6 +1,7 @@
 //! Integration tests against a real in-process API server with Node objects created directly
 //! (no agents): fit, taints, affinity, selectors, spreading, unschedulable reporting and
-//! retry, other schedulers' pods, and leader election.
+//! retry (when a node appears or changes, or a pod frees room), other schedulers' pods, and
+//! leader election.
 
 mod support;
 
@@ -12,7 +13,7 @@ use k8s_openapi::api::core::v1::{
     NodeSelectorTerm, Pod, PodAffinityTerm, PodAntiAffinity, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::api::ListParams;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::Api;
 use support::*;
 
@@ -394,6 +395,104 @@ async fn pods_for_other_schedulers_are_left_alone() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let placements = cluster.placements().await;
         assert_eq!(placements.get("theirs"), Some(&None), "{placements:?}");
+    })
+    .await;
+}
+
+/// Waits until `name` has failed `attempts` times (one FailedScheduling event each), so its
+/// next retry is `backoff(attempts)` away: 8 s after the fourth (0 s, 1 s, 3 s, 7 s).
+async fn failed_attempts(cluster: &Cluster, name: &str, attempts: usize) {
+    let events: Api<Event> = Api::namespaced(cluster.client.clone(), "default");
+    eventually(
+        Duration::from_secs(30),
+        &format!("{attempts} failed attempts to schedule {name}"),
+        || {
+            let events = events.clone();
+            async move {
+                let list = events.list(&ListParams::default()).await.ok()?;
+                let failed = list
+                    .items
+                    .iter()
+                    .filter(|e| e.reason.as_deref() == Some("FailedScheduling"))
+                    .filter(|e| e.involved_object.name.as_deref() == Some(name))
+                    .count();
+                (failed >= attempts).then_some(())
+            }
+        },
+    )
+    .await;
+}
+
+/// Well under the 8 s a pod waits after its fourth failure, so a binding this soon after a
+/// cluster change was caused by the change, not by the backoff running out.
+const PROMPTLY: Duration = Duration::from_secs(4);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unschedulable_pod_is_retried_at_once_when_its_node_is_uncordoned() {
+    within("retry on uncordon", async {
+        let cluster = Cluster::start().await;
+        let mut cordoned = node("cordoned", "4", "4Gi");
+        cordoned
+            .spec
+            .get_or_insert_with(Default::default)
+            .unschedulable = Some(true);
+        cluster.create_node(cordoned).await;
+        let _scheduler = cluster.start_scheduler(cluster.scheduler_config()).await;
+        cluster.create_pod(pod("waiter", "1", "512Mi")).await;
+        let message = unschedulable_message(&cluster, "waiter").await;
+        assert!(
+            message.contains("1 node(s) were unschedulable"),
+            "{message}"
+        );
+        failed_attempts(&cluster, "waiter", 4).await;
+        let uncordoned = tokio::time::Instant::now();
+        let body = serde_json::json!({"spec": {"unschedulable": false}});
+        cluster
+            .nodes()
+            .patch("cordoned", &PatchParams::default(), &Patch::Merge(&body))
+            .await
+            .expect("uncordoning the node");
+        assert_eq!(bound_node(&cluster, "waiter").await, "cordoned");
+        assert!(
+            uncordoned.elapsed() < PROMPTLY,
+            "uncordoning should retry the pod at once, not after its backoff ({:?})",
+            uncordoned.elapsed()
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unschedulable_pod_is_retried_at_once_when_a_pod_frees_room() {
+    within("retry on pod deletion", async {
+        let cluster = Cluster::start().await;
+        cluster.create_node(node("full", "2", "2Gi")).await;
+        let _scheduler = cluster.start_scheduler(cluster.scheduler_config()).await;
+        cluster.create_pod(pod("hog", "2", "1Gi")).await;
+        assert_eq!(bound_node(&cluster, "hog").await, "full");
+        cluster.create_pod(pod("waiter", "1", "512Mi")).await;
+        let message = unschedulable_message(&cluster, "waiter").await;
+        assert!(message.contains("1 Insufficient cpu"), "{message}");
+        failed_attempts(&cluster, "waiter", 4).await;
+        let deleted = tokio::time::Instant::now();
+        // No kubelet runs here to finish a graceful delete: remove the pod at once.
+        cluster
+            .pods()
+            .delete(
+                "hog",
+                &DeleteParams {
+                    grace_period_seconds: Some(0),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("deleting the hog");
+        assert_eq!(bound_node(&cluster, "waiter").await, "full");
+        assert!(
+            deleted.elapsed() < PROMPTLY,
+            "a deleted pod's freed room should retry the pod at once ({:?})",
+            deleted.elapsed()
+        );
     })
     .await;
 }

@@ -99,6 +99,13 @@ pub async fn ensure_new(
     let name = rs.name_any();
     match api.create(&PostParams::default(), &rs).await {
         Ok(created) => {
+            // Kubernetes' getNewReplicaSet reports a new set created already scaled up.
+            if initial > 0 {
+                let note = format!("Scaled up replica set {name} to {initial}");
+                ctx.events
+                    .normal(&d.object_ref(&()), "ScalingReplicaSet", note)
+                    .await;
+            }
             sets.push(created);
             Ok(Some((sets.len() - 1, true)))
         }
