@@ -114,10 +114,15 @@ impl Backend {
         }
     }
 
-    /// Sends `signal` to every process of the container (a stopped one is left alone).
+    /// Sends `signal` to the container (a stopped one is left alone): SIGKILL to every
+    /// process of it, any other signal (the stop signal) to its init process only, as
+    /// containerd's CRI StopContainer does (`task.Kill` without `WithKillAll`). The process
+    /// decides how its children end — a server lets them finish their requests — until the
+    /// SIGKILL at the end of the grace period.
     pub fn signal(&self, id: &str, signal: Signal) -> Result<(), CriError> {
+        let all = signal == Signal::SIGKILL;
         match self {
-            Backend::Builtin(rt) => match rt.kill(id, signal, true) {
+            Backend::Builtin(rt) => match rt.kill(id, signal, all) {
                 Ok(()) | Err(OciError::WrongStatus { .. }) | Err(OciError::NotFound(_)) => Ok(()),
                 Err(e) => Err(e.into()),
             },
@@ -126,7 +131,8 @@ impl Backend {
                     return Ok(());
                 }
                 let sig = (signal as i32).to_string();
-                match ext.run("kill", id, &["--all", sig.as_str()]) {
+                let args: &[&str] = if all { &["--all", &sig] } else { &[&sig] };
+                match ext.run("kill", id, args) {
                     Ok(()) => Ok(()),
                     // Exited between the check and the kill.
                     Err(_) if !matches!(ext.live(id), Live::Running { .. } | Live::Created) => {

@@ -143,8 +143,9 @@ impl Cri {
         self.put(record)
     }
 
-    /// SIGTERM, then SIGKILL to every process after `timeout` seconds (0: at once), as the
-    /// kubelet's grace period asks. Stopping a stopped container is a no-op.
+    /// SIGTERM to the init process, then SIGKILL to every process after `timeout` seconds
+    /// (0: at once), as the kubelet's grace period asks. Stopping a stopped container is a
+    /// no-op.
     pub fn stop_container(&self, id: &str, timeout: i64) -> Result<(), CriError> {
         let record = self.container(id)?;
         if matches!(self.backend.live(&record.id), Live::Running { .. }) {
