@@ -6,22 +6,31 @@
 //! - kills the node with the most pods (SIGKILL runtime+nodelet, containers frozen) and times
 //!   the kill until the Deployment is fully available again on the other nodes.
 //!
+//! - then restarts that node and measures the pod startup latency of 300 bare pods created at
+//!   once over the 3 nodes (100 a node, under the nodelet's 110-pods cap): from each pod's
+//!   create request to its Running status received by a dedicated watch task — Kubernetes'
+//!   pod startup SLI, image already present; p50 and p99 (target p99 <= 2 s).
+//!   `MINIK8S_BENCH_PODS=N` runs N pods instead.
+//!
 //! Writes target/bench/cluster.json. Uses `$MINIK8S_BIN`, else target/release/minik8s if
 //! built, else target/debug/minik8s (the JSON says which: debug binaries use more memory).
 //! No peer runs here (no kind/k3s offline); Kubernetes' defaults are given for reference:
 //! grace 40 s + tolerationSeconds 300 s + rescheduling ≈ 5 min 50 s.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, PostParams};
+use kube::runtime::watcher;
 use kube::{Api, Client};
 use minictl::cmd::cluster::args::{NameArgs, UpArgs};
 use minictl::cmd::cluster::state::ClusterState;
-use minictl::cmd::cluster::{self as cluster, launch, netns, node};
+use minictl::cmd::cluster::{self as cluster, cgroups, launch, netns, node};
 
 const NAME: &str = "bench-failover";
 
@@ -143,7 +152,7 @@ async fn measure(client: &Client, state: &mut ClusterState) -> serde_json::Value
         ready_by_node(client).await.values().sum::<usize>() == 6 && available(client).await == 6
     })
     .await;
-    let startup = t.elapsed().as_secs_f64();
+    let deployment_startup = t.elapsed().as_secs_f64();
     let (loaded_rss, loaded_parts) = cluster_mem(state, launch::rss_bytes);
     let (loaded_pss, loaded_pss_parts) = cluster_mem(state, launch::pss_bytes);
     let by_node = ready_by_node(client).await;
@@ -167,8 +176,10 @@ async fn measure(client: &Client, state: &mut ClusterState) -> serde_json::Value
     )
     .await;
     let failover = t0.elapsed().as_secs_f64();
+    let restart = restart_node(state, &victim).await;
+    let pod_startup = pod_startup_latency(client, startup_pod_count()).await;
     let mib = |b: u64| (b as f64 / 1048576.0 * 10.0).round() / 10.0;
-    println!("6 pods Ready on 3 nodes in {startup:.2} s");
+    println!("6 pods Ready on 3 nodes in {deployment_startup:.2} s");
     println!("node kill -> Deployment fully available: {failover:.2} s (target <= 10 s)");
     println!(
         "cluster RSS idle {} MiB, with 6 pods {} MiB (target <= 200 MiB)",
@@ -198,7 +209,9 @@ async fn measure(client: &Client, state: &mut ClusterState) -> serde_json::Value
         "failover_seconds": failover,
         "failover_settings": {"node_monitor_grace_period": "4s", "default_toleration_seconds": 2},
         "kubernetes_default_failover_seconds_reference": 350,
-        "deployment_6_pods_ready_seconds": startup,
+        "deployment_6_pods_ready_seconds": deployment_startup,
+        "node_restart_seconds": restart,
+        "pod_startup": pod_startup,
         "rss_idle_mib": mib(idle_rss),
         "rss_with_6_pods_mib": mib(loaded_rss),
         "pss_idle_mib": mib(idle_pss),
@@ -207,6 +220,144 @@ async fn measure(client: &Client, state: &mut ClusterState) -> serde_json::Value
         "rss_idle_by_component_mib": idle_parts.iter().map(|(k, v)| (k.clone(), mib(*v))).collect::<BTreeMap<_, _>>(),
         "rss_with_6_pods_by_component_mib": loaded_parts.iter().map(|(k, v)| (k.clone(), mib(*v))).collect::<BTreeMap<_, _>>(),
     })
+}
+
+/// Brings the killed node back and waits until it is Ready and has removed the containers
+/// of its evicted pods, so the next phase runs on three idle nodes; returns the seconds.
+async fn restart_node(state: &mut ClusterState, victim: &str) -> f64 {
+    let t = Instant::now();
+    node::restart(state, victim).expect("restart-node");
+    let names: Vec<String> = state.nodes.iter().map(|n| n.name.clone()).collect();
+    cluster::wait_ready(state, &names, Duration::from_secs(120))
+        .await
+        .expect("the restarted node Ready");
+    let parent = state.node(victim).expect("victim").cgroup_parent.clone();
+    wait(
+        Duration::from_secs(120),
+        "the restarted node to remove its old containers",
+        async || cgroups::count_comm(&parent, "httpd") == 0,
+    )
+    .await;
+    t.elapsed().as_secs_f64()
+}
+
+fn startup_pod_count() -> usize {
+    std::env::var("MINIK8S_BENCH_PODS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(300)
+}
+
+fn startup_pod(name: &str) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "labels": {"bench": "startup"}},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+            "name": "c", "image": "busybox", "imagePullPolicy": "IfNotPresent",
+            "command": ["sleep", "3600"]}]},
+    }))
+    .expect("startup pod")
+}
+
+/// The dedicated watch: the instant each startup pod is first seen Running, taken as the
+/// event is received. `synced` fires once the initial list is in, before any pod is made.
+async fn watch_running(
+    pods: Api<Pod>,
+    running: Arc<Mutex<HashMap<String, Instant>>>,
+    synced: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut synced = Some(synced);
+    let config = watcher::Config::default().labels("bench=startup");
+    let mut events = watcher(pods, config).boxed();
+    while let Ok(Some(ev)) = events.try_next().await {
+        let at = Instant::now();
+        match ev {
+            watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
+                let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+                if phase == Some("Running") {
+                    let name = p.metadata.name.unwrap_or_default();
+                    running.lock().unwrap().entry(name).or_insert(at);
+                }
+            }
+            watcher::Event::InitDone => {
+                if let Some(tx) = synced.take() {
+                    let _ = tx.send(());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Nearest-rank percentile of sorted seconds.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Creates `count` pods at once (64 create requests in flight) and times each from its
+/// create request to its Running status received by the watch.
+async fn pod_startup_latency(client: &Client, count: usize) -> serde_json::Value {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let running = Arc::new(Mutex::new(HashMap::new()));
+    let (tx, synced) = tokio::sync::oneshot::channel();
+    let watch = tokio::spawn(watch_running(pods.clone(), running.clone(), tx));
+    synced.await.expect("the startup watch lists");
+    let t0 = Instant::now();
+    let created: HashMap<String, Instant> = futures::stream::iter(0..count)
+        .map(|i| {
+            let pods = pods.clone();
+            async move {
+                let name = format!("startup-{i}");
+                let at = Instant::now();
+                pods.create(&PostParams::default(), &startup_pod(&name))
+                    .await
+                    .expect("create pod");
+                (name, at)
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    let created_in = t0.elapsed().as_secs_f64();
+    wait(
+        Duration::from_secs(600),
+        "every startup pod Running",
+        async || running.lock().unwrap().len() >= count,
+    )
+    .await;
+    let all_in = t0.elapsed().as_secs_f64();
+    watch.abort();
+    let running = running.lock().unwrap().clone();
+    let mut secs: Vec<f64> = created
+        .iter()
+        .map(|(name, at)| running[name].duration_since(*at).as_secs_f64())
+        .collect();
+    secs.sort_by(f64::total_cmp);
+    let per_node = pods_per_node(&pods).await;
+    let (p50, p99) = (percentile(&secs, 50.0), percentile(&secs, 99.0));
+    println!(
+        "{count} pods created in {created_in:.2} s, all Running after {all_in:.2} s; startup latency p50 {p50:.2} s, p99 {p99:.2} s, max {:.2} s (target p99 <= 2 s); per node {per_node:?}",
+        secs[secs.len() - 1]
+    );
+    serde_json::json!({
+        "pods": count, "p50_seconds": p50, "p99_seconds": p99, "max_seconds": secs[secs.len() - 1],
+        "target_p99_seconds": 2.0, "created_in_seconds": created_in,
+        "all_running_after_seconds": all_in, "pods_per_node": per_node,
+    })
+}
+
+async fn pods_per_node(pods: &Api<Pod>) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    let list = pods
+        .list(&ListParams::default().labels("bench=startup"))
+        .await
+        .expect("list startup pods");
+    for p in list.items {
+        let node = p.spec.and_then(|s| s.node_name).unwrap_or_default();
+        *out.entry(node).or_insert(0) += 1;
+    }
+    out
 }
 
 fn main() {
@@ -229,7 +380,7 @@ fn main() {
         .await
         .expect("kube config");
         let client = Client::try_from(config).expect("client");
-        tokio::time::timeout(Duration::from_secs(300), measure(&client, &mut state)).await
+        tokio::time::timeout(Duration::from_secs(900), measure(&client, &mut state)).await
     });
     let _ = cluster::down(NAME);
     let mut figures = result.expect("bench hung: a wait above never finished");

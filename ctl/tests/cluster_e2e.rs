@@ -150,6 +150,12 @@ async fn killed_node_is_replaced_and_its_old_containers_go_when_it_returns() {
         })
         .await;
         let not_ready = t0.elapsed();
+        // As on a machine that hung: the victim's containers are frozen, not ended.
+        assert_eq!(
+            freezer_state(&c.node(&victim).cgroup_parent).as_deref(),
+            Some("FROZEN"),
+            "the killed node's containers are not frozen"
+        );
         recovered_elsewhere(&c, &victim).await;
         println!(
             "kill-node {victim} ({lost} pods): NotReady after {:.1}s, Deployment fully available on the other nodes after {:.1}s",
@@ -205,6 +211,20 @@ async fn partitioned_node_is_replaced_and_after_healing_no_pod_runs_twice() {
     .expect("the partition test hung: eviction, rescheduling or the healed node's clean-up never finished");
 }
 
+/// The freezer state of a node's cgroup parent: freezer.state of the cgroup-v1 freezer
+/// hierarchy (THAWED, FREEZING, FROZEN), or on a cgroup-v2 host "FROZEN"/"THAWED" from the
+/// `frozen` key of cgroup.events.
+fn freezer_state(parent: &str) -> Option<String> {
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    if let Ok(s) = std::fs::read_to_string(root.join("freezer").join(parent).join("freezer.state"))
+    {
+        return Some(s.trim().to_string());
+    }
+    let events = std::fs::read_to_string(root.join(parent).join("cgroup.events")).ok()?;
+    let frozen = events.lines().any(|l| l.trim() == "frozen 1");
+    Some(if frozen { "FROZEN" } else { "THAWED" }.to_string())
+}
+
 /// No live pod left on `victim`, 6 ready elsewhere, Deployment available 6.
 async fn recovered_elsewhere(c: &LocalCluster, victim: &str) {
     wait_for(
@@ -257,7 +277,7 @@ fn kubectl(c: &LocalCluster, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// kubectl drives the cluster (apply, get, rollout status, scale, delete) across an API
+/// kubectl drives the cluster (apply, get, logs, rollout status, scale, delete) across an API
 /// server restart: a watch opened before the restart keeps delivering, nothing is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_drives_the_cluster_across_an_apiserver_restart() {
@@ -287,8 +307,17 @@ async fn kubectl_drives_the_cluster_across_an_apiserver_restart() {
                 }
             })
         };
+        // The container says which pod it serves on stdout, for `kubectl logs`.
+        let manifest = web_deployment(2).replace(
+            "\"mkdir -p /www && ",
+            "\"echo serving $(hostname) && mkdir -p /www && ",
+        );
+        assert!(
+            manifest.contains("echo serving"),
+            "the web command changed:\n{manifest}"
+        );
         let file = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(file.path(), web_deployment(2)).unwrap();
+        std::fs::write(file.path(), manifest).unwrap();
         let path = file.path().display().to_string();
         kubectl(&c, &["apply", "-f", &path]);
         kubectl(
@@ -301,6 +330,27 @@ async fn kubectl_drives_the_cluster_across_an_apiserver_restart() {
             2,
             "kubectl get pods:\n{listed}"
         );
+        // kubectl logs: API server -> the pod's nodelet -> the runtime's log file.
+        let pod = pod_name(&c.live_pods().await[0]);
+        let want = format!("serving {pod}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = std::process::Command::new("kubectl")
+                .env("KUBECONFIG", c.kubeconfig())
+                .args(["logs", &pod])
+                .output()
+                .expect("kubectl runs");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            if out.status.success() && text.contains(&want) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kubectl logs {pod}, want {want:?}:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
         let uid = kubectl(
             &c,
             &["get", "deployment", "web", "-o", "jsonpath={.metadata.uid}"],
