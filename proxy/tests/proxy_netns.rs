@@ -173,7 +173,8 @@ async fn cluster_ip_node_port_hairpin_dns_and_endpoint_changes() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains(&cluster_ip.to_string()), "nslookup via 10.96.0.10: {text} {out:?}");
 
-        // An endpoint removed is out of rotation within 2 s.
+        // An endpoint removed is out of rotation within a second (issue #9: "updates within a
+        // second of an Endpoints change"; measured 0.1-0.35 s on a loaded 2-core machine).
         set_slice(&api.client, "web", &[p0]).await;
         let removed = Instant::now();
         loop {
@@ -181,9 +182,9 @@ async fn cluster_ip_node_port_hairpin_dns_and_endpoint_changes() {
             if seen.len() == 1 && seen.contains_key("pod-0") {
                 break;
             }
-            assert!(removed.elapsed() < Duration::from_secs(2), "pod-1 still served: {seen:?}");
+            assert!(removed.elapsed() < Duration::from_secs(1), "pod-1 still served: {seen:?}");
         }
-        assert!(removed.elapsed() < Duration::from_secs(2));
+        assert!(removed.elapsed() < Duration::from_secs(1), "removal took {:?}", removed.elapsed());
 
         // No endpoints: rejected at once (connection refused), not left to time out.
         set_slice(&api.client, "web", &[]).await;
@@ -198,7 +199,7 @@ async fn cluster_ip_node_port_hairpin_dns_and_endpoint_changes() {
                     break;
                 }
             }
-            assert!(since.elapsed() < Duration::from_secs(2), "Service without endpoints not rejected");
+            assert!(since.elapsed() < Duration::from_secs(1), "Service without endpoints not rejected");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
 
