@@ -334,9 +334,18 @@ async fn exit_codes_oom_and_stop_timeout(oci: OciRuntimeKind) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn restart_keeps_sandboxes_and_containers() {
+async fn restart_keeps_sandboxes_containers_and_images_builtin() {
+    restart_keeps_sandboxes_containers_and_images(OciRuntimeKind::Builtin).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_sandboxes_containers_and_images_runc() {
+    restart_keeps_sandboxes_containers_and_images(OciRuntimeKind::Runc).await;
+}
+
+async fn restart_keeps_sandboxes_containers_and_images(oci: OciRuntimeKind) {
     within(60, async {
-        let mut env = Env::start(OciRuntimeKind::Builtin).await;
+        let mut env = Env::start(oci).await;
         env.import_busybox().await;
         let mut rt = env.runtime().await;
         let (pod, sandbox) = run_pod(&env, &mut rt, "durable").await;
@@ -369,7 +378,28 @@ async fn restart_keeps_sandboxes_and_containers() {
         drop(rt);
 
         env.shutdown().await;
+        // Without the tarball, the image must come back from the store itself, not from a
+        // re-import of --images-dir at start.
+        std::fs::remove_dir_all(env.args.images_dir.as_ref().unwrap()).unwrap();
         env.serve().await;
+        let image = env
+            .images()
+            .await
+            .image_status(cri::ImageStatusRequest {
+                image: Some(cri::ImageSpec {
+                    image: "busybox".into(),
+                    ..Default::default()
+                }),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .image;
+        assert!(
+            image.is_some(),
+            "the image store lost busybox across a restart"
+        );
 
         let mut rt = env.runtime().await;
         let pods = rt
