@@ -10,9 +10,11 @@ use std::fs::File;
 use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+mod agent_support;
 
 const BIN: &str = env!("CARGO_BIN_EXE_minik8s");
 
@@ -31,45 +33,12 @@ impl Drop for Netns {
             let _ = c.kill();
             let _ = c.wait();
         }
-        // The v2 root or, on cgroup v1, every controller's hierarchy.
-        let mut roots = vec![PathBuf::from("/sys/fs/cgroup")];
-        if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
-            roots.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
-        }
-        for root in roots {
-            remove_cgroup_tree(&root.join(&self.cgroup_parent));
-        }
-        let prefix = format!("{}/", self.dir.path().display());
-        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-            .filter(|m| m.starts_with(&prefix))
-            .collect();
-        mounts.sort_by(|a, b| b.cmp(a));
-        for m in mounts {
-            let _ = Command::new("umount").args(["-l", &m]).status();
-        }
+        agent_support::remove_cgroup_parent(&self.cgroup_parent);
+        agent_support::unmount_under(self.dir.path());
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .stderr(Stdio::null())
             .status();
-    }
-}
-
-/// Removes a cgroup tree left by the test's runtime, deepest first (its processes are gone
-/// with the agent; none of its pods ran).
-fn remove_cgroup_tree(top: &Path) {
-    let mut dirs = vec![top.to_path_buf()];
-    let mut i = 0;
-    while i < dirs.len() {
-        if let Ok(entries) = std::fs::read_dir(&dirs[i]) {
-            dirs.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
-        }
-        i += 1;
-    }
-    for d in dirs.iter().rev() {
-        let _ = std::fs::remove_dir(d);
     }
 }
 

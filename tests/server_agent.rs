@@ -9,9 +9,11 @@
 //! cgroups, bridge, mounts and state on every path.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+mod agent_support;
 
 const KUBECTL: &str = "kubectl";
 
@@ -30,62 +32,12 @@ impl Drop for Cluster {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let roots = cgroup_roots();
-        for root in &roots {
-            remove_cgroup_tree(&root.join(&self.cgroup_parent));
-        }
+        agent_support::remove_cgroup_parent(&self.cgroup_parent);
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
             .stderr(Stdio::null())
             .status();
-        let prefix = format!("{}/", self.dir.path().display());
-        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-            .filter(|m| m.starts_with(&prefix))
-            .collect();
-        mounts.sort_by(|a, b| b.cmp(a));
-        for m in mounts {
-            let _ = Command::new("umount").args(["-l", &m]).status();
-        }
-    }
-}
-
-/// `/sys/fs/cgroup/<controller>` directories (v1) and the v2 mount(s).
-fn cgroup_roots() -> Vec<PathBuf> {
-    let mut roots = vec![PathBuf::from("/sys/fs/cgroup")];
-    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
-        roots.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
-    }
-    roots
-}
-
-/// Kills the processes left in a cgroup tree (all started by this test's runtime) and
-/// removes its directories, deepest first.
-fn remove_cgroup_tree(top: &Path) {
-    if !top.is_dir() {
-        return;
-    }
-    let mut dirs = vec![top.to_path_buf()];
-    let mut i = 0;
-    while i < dirs.len() {
-        if let Ok(entries) = std::fs::read_dir(&dirs[i]) {
-            dirs.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
-        }
-        i += 1;
-    }
-    for d in &dirs {
-        for pid in std::fs::read_to_string(d.join("cgroup.procs"))
-            .unwrap_or_default()
-            .lines()
-        {
-            let _ = Command::new("kill").args(["-9", pid.trim()]).status();
-        }
-    }
-    std::thread::sleep(Duration::from_millis(200));
-    for d in dirs.iter().rev() {
-        let _ = std::fs::remove_dir(d);
+        agent_support::unmount_under(self.dir.path());
     }
 }
 
