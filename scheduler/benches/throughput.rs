@@ -32,9 +32,17 @@ use kube::api::{ListParams, PostParams, WatchEvent, WatchParams};
 use kube::Api;
 use support::*;
 
-/// Concurrent creates by the driver, and concurrent direct bindings of the peer run (the
-/// scheduler's default `--parallel-bindings`).
+/// Concurrent creates by the driver.
 const CONCURRENCY: usize = 64;
+
+/// Bindings in flight: the scheduler's default, or PARALLEL_BINDINGS; the peer run binds
+/// directly with the same concurrency.
+fn parallel_bindings() -> usize {
+    env_usize(
+        "PARALLEL_BINDINGS",
+        minik8s_scheduler::options::DEFAULT_PARALLEL_BINDINGS,
+    )
+}
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -56,7 +64,7 @@ async fn child_scheduler(kubeconfig: PathBuf) -> anyhow::Result<()> {
         leader: None,
         strategy: Default::default(),
         percentage_of_nodes_to_score: 0,
-        parallel_bindings: env_usize("PARALLEL_BINDINGS", CONCURRENCY),
+        parallel_bindings: parallel_bindings(),
         identity: "bench".into(),
     };
     let scheduler = minik8s_scheduler::Scheduler::connect(config).await?;
@@ -295,7 +303,7 @@ async fn driver() -> anyhow::Result<()> {
                 .await
             }
         })
-        .buffer_unordered(CONCURRENCY)
+        .buffer_unordered(parallel_bindings())
         .try_collect::<Vec<_>>()
         .await?;
     let direct = direct_start.elapsed();
@@ -306,7 +314,7 @@ async fn driver() -> anyhow::Result<()> {
     let result = serde_json::json!({
         "nodes": nodes,
         "pods": pods,
-        "parallel_bindings": CONCURRENCY,
+        "parallel_bindings": parallel_bindings(),
         "end_to_end_seconds": end_to_end.as_secs_f64(),
         "end_to_end_pods_per_second": rate(end_to_end),
         "steady_pods_per_second": rate(steady),

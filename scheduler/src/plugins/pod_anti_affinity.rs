@@ -55,6 +55,9 @@ fn term_excludes(term: &AntiAffinityTerm, other: &PodInfo) -> bool {
 }
 
 pub fn fits(pod: &PodInfo, node: &NodeInfo) -> Result<(), Reason> {
+    if pod.anti_affinity.is_empty() && node.anti_affinity_pods == 0 {
+        return Ok(());
+    }
     // A node without the topology label is outside every hostname domain.
     let labelled = node
         .facts
@@ -158,6 +161,18 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn existing_terms_are_counted_as_pods_come_and_go() {
+        let guard = with_terms(pod("db-0"), vec![avoid("web", HOSTNAME)]);
+        let guard_key = guard.key.clone();
+        let mut n = node("n").label(HOSTNAME, "n").with_pod(guard);
+        let web = pod("web-1").label("app", "web");
+        assert_eq!(fits(&web, &n), Err(Reason::Borrowed(EXISTING_RULES)));
+        n.remove_pod(&guard_key).expect("the guard was there");
+        assert_eq!(n.anti_affinity_pods, 0);
+        assert_eq!(fits(&web, &n), Ok(()));
     }
 
     #[test]
