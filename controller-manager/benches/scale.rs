@@ -13,7 +13,8 @@
 //!
 //! Run: `cargo bench -p minik8s-controller-manager --bench scale` (figures printed and
 //! written to `target/bench/controller-manager.json`). Override sizes with DEPLOYMENTS=…
-//! REPLICAS=….
+//! REPLICAS=…, and run only some controllers with CONTROLLERS=replicaset,deployment (to see
+//! what each costs in memory).
 
 #[path = "../../scheduler/benches/support/mod.rs"]
 mod support;
@@ -50,7 +51,12 @@ fn main() -> anyhow::Result<()> {
 
 async fn child_controller_manager(kubeconfig: PathBuf) -> anyhow::Result<()> {
     let shutdown = stop_on_stdin_close();
-    let config = minik8s_controller_manager::Config::new(kubeconfig);
+    let mut config = minik8s_controller_manager::Config::new(kubeconfig);
+    if let Ok(only) = std::env::var("CONTROLLERS") {
+        config
+            .controllers
+            .retain(|c| only.split(',').any(|o| o == *c));
+    }
     minik8s_controller_manager::run(config, shutdown).await?;
     Ok(())
 }
