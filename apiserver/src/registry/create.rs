@@ -5,7 +5,7 @@ use minik8s_api::resource::{self, ResourceInfo};
 use rand::Rng;
 use serde_json::{json, Value};
 
-use super::{decode, encode, meta_str, now_rfc3339, subject, Registry, WriteOptions};
+use super::{encode, meta_str, now_rfc3339, subject, written, Registry, WriteOptions};
 use crate::admission;
 use crate::defaults;
 use crate::status::{ApiError, Cause};
@@ -171,7 +171,7 @@ impl Registry {
             Taken::default()
         };
         match self.store.create(&key, encode(obj)).await {
-            Ok(kv) => decode(&kv),
+            Ok(kv) => Ok(written(obj.clone(), &kv)),
             Err(e) => {
                 self.release(&taken).await;
                 Err(match e {

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::create::Taken;
 use super::namespace::NamespaceDelete;
 use super::propagation::{self, Propagation};
-use super::{decode, encode, meta_str, subject, Registry, WriteOptions, CAS_RETRIES};
+use super::{decode, encode, meta_str, subject, written, Registry, WriteOptions, CAS_RETRIES};
 use crate::status::ApiError;
 use crate::storage::KeyValue;
 
@@ -183,7 +183,7 @@ impl Registry {
             .update(&kv.key, encode(&obj), Some(kv.mod_revision))
             .await
         {
-            Ok(kv) => decode(&kv),
+            Ok(kv) => Ok(written(obj, &kv)),
             Err(e) => Err(ApiError::from_storage(e, subject(info, &name))),
         }
     }

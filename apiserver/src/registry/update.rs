@@ -8,7 +8,8 @@ use minik8s_api::resource::ResourceInfo;
 use serde_json::{json, Value};
 
 use super::{
-    decode, encode, meta_str, resource_version_of, subject, Registry, WriteOptions, CAS_RETRIES,
+    decode, encode, meta_str, resource_version_of, subject, written, Registry, WriteOptions,
+    CAS_RETRIES,
 };
 use crate::admission;
 use crate::defaults;
@@ -203,7 +204,7 @@ impl Registry {
                 .update(&kv.key, encode(&new), Some(kv.mod_revision))
                 .await
             {
-                Ok(kv) => return decode(&kv).map(Updated::Object),
+                Ok(kv) => return Ok(Updated::Object(written(new, &kv))),
                 // A stale explicit resourceVersion fails the check above on the next pass.
                 Err(StorageError::Conflict { .. }) => continue,
                 Err(e) => return Err(ApiError::from_storage(e, subject(info, name))),
