@@ -126,20 +126,7 @@ impl Netns {
 
     /// SIGTERM to a child and its exit status within `secs`.
     fn terminate(&mut self, idx: usize, secs: u64) -> ExitStatus {
-        let pid = nix::unistd::Pid::from_raw(self.children[idx].id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-        let child = &mut self.children[idx];
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "process {pid} still running {secs}s after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        agent_support::terminate(&mut self.children[idx], secs)
     }
 }
 

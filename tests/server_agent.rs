@@ -165,20 +165,7 @@ impl Cluster {
 
     /// SIGTERM to a child and its exit status within `secs`.
     fn terminate(&mut self, idx: usize, secs: u64) -> ExitStatus {
-        let pid = self.children[idx].id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let child = &mut self.children[idx];
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "process {pid} still running {secs}s after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        agent_support::terminate(&mut self.children[idx], secs)
     }
 
     /// Starts `minik8s server` and waits for its join command; returns (child index, server

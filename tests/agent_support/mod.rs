@@ -1,5 +1,5 @@
-//! Teardown shared by the tests that run `minik8s server`/`agent` processes: what their
-//! runtimes leave in cgroups and mounts when the test kills them.
+//! Shared by the tests that run `minik8s server`/`agent` processes: stopping them, and the
+//! teardown of what their runtimes leave in cgroups and mounts when the test kills them.
 
 #![allow(dead_code)]
 
@@ -68,5 +68,23 @@ pub fn unmount_under(dir: &Path) {
     mounts.sort_by(|a, b| b.cmp(a));
     for m in mounts {
         let _ = Command::new("umount").args(["-l", &m]).status();
+    }
+}
+
+/// SIGTERMs `child` and waits up to `secs` for it to exit (panicking after): how the tests
+/// stop a server or agent the way a service manager would.
+pub fn terminate(child: &mut std::process::Child, secs: u64) -> std::process::ExitStatus {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process {pid} still running {secs}s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
