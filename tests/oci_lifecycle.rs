@@ -558,3 +558,27 @@ fn send_signal(pid: i32, sig: i32) -> i32 {
         1
     }
 }
+
+#[test]
+fn an_exec_failure_after_start_is_recorded_in_the_exit_status() {
+    // An executable file the kernel cannot run: the init finds it and reports ready, and only
+    // the execve after `start` fails (ENOEXEC). The init says why on its socket; the monitor
+    // puts that in exit.json.
+    let env = Env::new();
+    let b = env.bundle("b", &["/not-a-program"]);
+    let program = b.dir.join("rootfs/not-a-program");
+    std::fs::write(&program, b"\x01\x02 neither ELF nor script\n").unwrap();
+    std::fs::set_permissions(
+        &program,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let id = unique("enoexec");
+    env.rt.create(&id, &env.opts(&b, &id)).unwrap();
+    env.rt.start(&id).unwrap();
+    let exit = env.rt.wait(&id).unwrap();
+    assert_ne!(exit.exit_code, 0, "{exit:?}");
+    let error = exit.error.expect("the exec error is recorded");
+    assert!(error.contains("/not-a-program"), "{error}");
+    assert_eq!(env.rt.state(&id).unwrap().status, Status::Stopped);
+}

@@ -1,6 +1,7 @@
-//! The shim-only binary `minik8s-shim` runs real containers like `minik8s shim` does: it is
-//! the shim process (its /proc/<pid>/exe), writes the CRI log, records the exit, and reopens
-//! the log on request (the library side of CRI ReopenContainerLog).
+//! The shim-only binary `minik8s-shim` runs real containers like `minik8s shim` does: it sets
+//! the container up and execs the static monitor in its place (the shim pid's
+//! /proc/<pid>/exe), which writes the CRI log, records the exit, and reopens the log on request
+//! (the library side of CRI ReopenContainerLog).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -87,12 +88,16 @@ fn shim_only_binary_runs_logs_and_reopens_the_log() {
             },
         )
         .unwrap();
+    // Once the container is set up the shim execs the monitor in its place: the long-lived
+    // process is the small static program the runtime installed in its state root.
     let shim = env.rt.shim_pid(id).unwrap();
+    let monitor = minik8s_runtime::shim::monitor::path_in(&env.tmp.path().join("state"));
     let exe = std::fs::read_link(format!("/proc/{shim}/exe")).unwrap();
-    assert_eq!(
-        exe,
-        Path::new(SHIM),
-        "the shim process is the shim-only binary"
+    assert_eq!(exe, monitor, "the shim process became the monitor");
+    let maps = std::fs::read_to_string(format!("/proc/{shim}/maps")).unwrap();
+    assert!(
+        !maps.contains("libc.so") && !maps.contains("ld-linux"),
+        "the monitor is linked statically: {maps}"
     );
     env.rt.start(id).unwrap();
     wait_for("the first line", || log_lines(&log) == ["first"]);

@@ -27,7 +27,7 @@ pub const STARTED_FILE: &str = "started";
 /// The monitor's own pid, for ReopenContainerLog's signal.
 pub const MONITOR_PID_FILE: &str = "monitor.pid";
 /// Asks the monitor to reopen the container's log file (same as the builtin shim's).
-pub const REOPEN_LOG_SIGNAL: nix::sys::signal::Signal = crate::shim::supervise::REOPEN_LOG_SIGNAL;
+pub const REOPEN_LOG_SIGNAL: nix::sys::signal::Signal = crate::shim::REOPEN_LOG_SIGNAL;
 
 /// The monitor's command-line arguments.
 #[derive(Debug, Clone)]

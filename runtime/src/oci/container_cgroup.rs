@@ -2,7 +2,7 @@
 //! creation with `linux.resources`, joining, OOM count, kill-all and removal — on top of
 //! [`crate::cgroups`]. Errors become strings naming the cgroup, as they travel over pipes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
     LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxResources, Spec,
@@ -104,9 +104,14 @@ impl ContainerCgroup {
             .map_err(|e| format!("join cgroup {}: {e}", self.cgroup.path()))
     }
 
-    /// The kernel's OOM killer fired in this cgroup (Kubernetes' `OOMKilled`).
-    pub fn oom_killed(&self) -> bool {
-        self.cgroup.oom_kill_count().map(|n| n > 0).unwrap_or(false)
+    /// The file whose `oom_kill` line counts the kernel's OOM kills in this cgroup (Kubernetes'
+    /// `OOMKilled`): read by the monitor when the container has exited.
+    pub fn oom_events_file(&self) -> Option<PathBuf> {
+        let file = match self.cgroup.layout() {
+            Layout::V2 { .. } => "memory.events",
+            Layout::V1 { .. } => "memory.oom_control",
+        };
+        self.cgroup.dir_for("memory").map(|d| d.join(file))
     }
 
     pub fn kill_all(&self, signal: i32) -> Result<(), String> {

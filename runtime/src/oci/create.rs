@@ -60,7 +60,9 @@ impl Runtime {
             .log_path
             .as_ref()
             .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()));
+        let monitor = crate::shim::monitor::install(&self.root).map_err(OciError::Container)?;
         let args = ShimArgs {
+            monitor,
             state_dir: dir.to_path_buf(),
             bundle: bundle.dir.clone(),
             cgroup_path: cgroup_path.clone(),

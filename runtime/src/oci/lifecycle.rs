@@ -105,7 +105,7 @@ impl Runtime {
                 "reopening the log of container {id:?}, which has no log file,"
             )));
         };
-        let signal = crate::shim::supervise::REOPEN_LOG_SIGNAL;
+        let signal = crate::shim::REOPEN_LOG_SIGNAL;
         kill(Pid::from_raw(file.shim_pid), signal)
             .map_err(|e| OciError::sys(format!("kill {} (shim)", file.shim_pid), e))?;
         // The shim opens the path with O_CREAT: its existence is the acknowledgement. If the

@@ -190,7 +190,7 @@ pub fn process_alive(pid: i32, start_time: u64) -> bool {
 
 /// Now, as RFC 3339 with nanoseconds (the format of runc's `created` and CRI logs).
 pub fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+    crate::shim::record::rfc3339_nanos(std::time::SystemTime::now())
 }
 
 #[cfg(test)]

@@ -1,14 +1,27 @@
 //! The per-container shim: a mode of the minik8s binary (`minik8s shim ...`), started by
-//! `oci::Runtime::create`. It daemonizes, becomes the container init's parent, holds its stdio
-//! (writing CRI logs), reaps it, records how it ended in the state directory, and exits. See
+//! `oci::Runtime::create`. It daemonizes, creates the container (cgroup, init cloned into its
+//! namespaces, state recorded), reports it created, and then execs the small static
+//! `minik8s-monitor` in its place, which stays the init's parent: holds its stdio (writing CRI
+//! logs), reaps it, records how it ended in the state directory, and exits. See
 //! `runtime/ARCHITECTURE.md` for the whole process tree.
 //!
 //! The shim is exec'd fresh, so it is single-threaded and may fork and clone freely; it avoids
 //! anything heavy (no async runtime, no logging setup) to stay small and quick to start.
 
 mod exec;
+#[path = "../../monitor/cri_log.rs"]
 pub mod log;
-pub mod supervise;
+pub mod monitor;
+/// The monitor's program compiled once more here, so that its unit tests run and clippy reads
+/// it (the build script's rustc does neither).
+#[cfg(test)]
+#[allow(dead_code)]
+#[path = "../../monitor/main.rs"]
+mod monitor_program;
+#[path = "../../monitor/record.rs"]
+pub mod record;
+
+pub use monitor::REOPEN_LOG_SIGNAL;
 
 use std::ffi::OsString;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -23,7 +36,7 @@ use crate::oci::container_cgroup::ContainerCgroup;
 use crate::oci::init::{self, InitContext};
 use crate::oci::namespaces::Plan;
 use crate::oci::state::{
-    now_rfc3339, process_start_time, ContainerState, StateFile, Status, EXEC_FIFO,
+    now_rfc3339, process_start_time, ContainerState, ExitRecord, StateFile, Status, EXEC_FIFO,
 };
 use crate::oci::Bundle;
 
@@ -31,9 +44,11 @@ use crate::oci::Bundle;
 pub const REPLY_FD: RawFd = 3;
 
 /// The shim's command line, positional to keep parsing trivial:
-/// `shim <state-dir> <bundle> <cgroup-path> <cgroup-root|-> <log-path|-> <start: 0|1>`.
+/// `shim <monitor> <state-dir> <bundle> <cgroup-path> <cgroup-root|-> <log-path|-> <start: 0|1>`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShimArgs {
+    /// The installed `minik8s-monitor` ([`monitor::install`]).
+    pub monitor: PathBuf,
     pub state_dir: PathBuf,
     pub bundle: PathBuf,
     pub cgroup_path: String,
@@ -48,6 +63,7 @@ impl ShimArgs {
         let opt = |p: &Option<PathBuf>| p.clone().map(OsString::from).unwrap_or_else(|| "-".into());
         vec![
             "shim".into(),
+            self.monitor.clone().into(),
             self.state_dir.clone().into(),
             self.bundle.clone().into(),
             self.cgroup_path.clone().into(),
@@ -60,7 +76,8 @@ impl ShimArgs {
     pub fn parse(args: &[OsString]) -> Option<ShimArgs> {
         let opt = |s: &OsString| (s != "-").then(|| PathBuf::from(s));
         match args {
-            [state, bundle, cg, cg_root, log, start] => Some(ShimArgs {
+            [monitor, state, bundle, cg, cg_root, log, start] => Some(ShimArgs {
+                monitor: monitor.into(),
                 state_dir: state.into(),
                 bundle: bundle.into(),
                 cgroup_path: cg.to_str()?.to_string(),
@@ -131,10 +148,10 @@ pub fn run(args: &ShimArgs, daemonize: bool, bundle: Option<Bundle>) -> ! {
         }
     };
     // A ReopenContainerLog may arrive as soon as the caller hears of the container: block its
-    // signal now (after the clone, so the container does not inherit the mask); the
-    // supervisor's signalfd picks it up.
+    // signal now (after the clone, so the container does not inherit the mask); the block
+    // survives the exec and the monitor's signalfd picks it up.
     let mut reopen = nix::sys::signal::SigSet::empty();
-    reopen.add(supervise::REOPEN_LOG_SIGNAL);
+    reopen.add(REOPEN_LOG_SIGNAL);
     let _ = reopen.thread_block();
     let created = Message::Created {
         pid: started.pid,
@@ -142,7 +159,27 @@ pub fn run(args: &ShimArgs, daemonize: bool, bundle: Option<Bundle>) -> ! {
     };
     let _ = channel::send(reply.as_fd(), &created);
     drop(reply);
-    supervise::run(args, started)
+    let e = monitor::exec(
+        &args.monitor,
+        &args.state_dir,
+        args.log_path.as_deref(),
+        &started,
+    );
+    // The runtime installed the program before starting us, so this is a broken host (the
+    // file removed, a noexec mount): the container cannot be supervised, so it ends now and
+    // says why.
+    let pid = nix::unistd::Pid::from_raw(started.pid);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(pid, None);
+    let record = ExitRecord {
+        exit_code: 137,
+        signal: Some(libc::SIGKILL),
+        oom_killed: false,
+        finished_at: now_rfc3339(),
+        error: Some(format!("exec {}: {e}", args.monitor.display())),
+    };
+    let _ = record.write(&args.state_dir);
+    std::process::exit(1)
 }
 
 fn report_and_exit(msg: &str) -> ! {
@@ -151,7 +188,7 @@ fn report_and_exit(msg: &str) -> ! {
     std::process::exit(1)
 }
 
-/// What the supervisor keeps of a started container.
+/// What the shim hands the monitor of a started container.
 pub struct Started {
     pub pid: i32,
     pub cgroup: ContainerCgroup,
@@ -161,7 +198,7 @@ pub struct Started {
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
     /// The state directory, flocked for the shim's life.
-    pub _lock: OwnedFd,
+    pub lock: OwnedFd,
 }
 
 fn start_container(args: &ShimArgs, bundle: Option<Bundle>) -> Result<Started, String> {
@@ -203,7 +240,7 @@ fn start_container(args: &ShimArgs, bundle: Option<Bundle>) -> Result<Started, S
             sync,
             stdout,
             stderr,
-            _lock: lock,
+            lock,
         }),
         Err(e) => {
             let _ = std::fs::remove_file(args.state_dir.join(EXEC_FIFO));
@@ -373,6 +410,7 @@ mod tests {
     #[test]
     fn args_round_trip() {
         let a = ShimArgs {
+            monitor: "/run/x/.minik8s-monitor-0".into(),
             state_dir: "/run/x/c1".into(),
             bundle: "/b".into(),
             cgroup_path: "minik8s/c1".into(),

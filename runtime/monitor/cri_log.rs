@@ -1,6 +1,9 @@
 //! CRI-format container logs, as the kubelet reads them (cri-api "container log format"):
 //! `<RFC3339Nano timestamp> <stdout|stderr> <F|P> <text>\n`. A line longer than [`MAX_LINE`] is
 //! split into `P` (partial) records followed by a final `F` record, like containerd does.
+//!
+//! Plain std, no crates: compiled into the static `minik8s-monitor` and into the runtime crate
+//! (the runc backend's log copier uses it too).
 
 use std::fs::File;
 use std::io::Write;
@@ -53,8 +56,7 @@ fn open_append(path: &Path) -> std::io::Result<File> {
         .create(true)
         .append(true)
         .mode(0o640)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
+        .open(path) // std opens with O_CLOEXEC
 }
 
 impl<W: Write> CriLog<W> {
@@ -126,6 +128,7 @@ impl<W: Write> CriLog<W> {
         Ok(())
     }
 
+    #[cfg(test)]
     pub fn into_inner(self) -> W {
         self.out
     }
