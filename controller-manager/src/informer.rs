@@ -8,21 +8,27 @@
 //! done here on the reflector's touched objects (applies and deletes).
 
 use futures::channel::mpsc;
-use futures::{Future, StreamExt};
+use std::fmt::Debug;
+
+use futures::{Future, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::reflector;
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource};
 use minik8s_api::ready_store::ReadyStore;
+use serde::de::DeserializeOwned;
+
+use crate::cached_pod::CachedPod;
 
 /// A pod event as a controller's `watches_stream` takes it.
-pub type PodEvents = mpsc::UnboundedReceiver<Result<Pod, watcher::Error>>;
+pub type PodEvents = mpsc::UnboundedReceiver<Result<CachedPod, watcher::Error>>;
 
-/// The shared pod cache, before and while it runs.
+/// The shared pod cache, before and while it runs. Pods are cached (and fanned out) in their
+/// cut-down form, [`CachedPod`]: the full objects were most of the controller-manager's memory.
 pub struct SharedPods {
-    store: ReadyStore<Pod>,
-    writer: reflector::store::Writer<Pod>,
-    subscribers: Vec<mpsc::UnboundedSender<Result<Pod, watcher::Error>>>,
+    store: ReadyStore<CachedPod>,
+    writer: reflector::store::Writer<CachedPod>,
+    subscribers: Vec<mpsc::UnboundedSender<Result<CachedPod, watcher::Error>>>,
 }
 
 impl Default for SharedPods {
@@ -39,7 +45,7 @@ impl Default for SharedPods {
 
 impl SharedPods {
     /// The cache (filled once `run` is polled; `wait_until_ready` says when it is complete).
-    pub fn store(&self) -> ReadyStore<Pod> {
+    pub fn store(&self) -> ReadyStore<CachedPod> {
         self.store.clone()
     }
 
@@ -55,8 +61,7 @@ impl SharedPods {
         let subscribers = self.subscribers;
         watcher(Api::<Pod>::all(client), watcher::Config::default())
             .default_backoff()
-            // managedFields are the bulk of a stored pod and no controller reads them.
-            .modify(|pod| pod.managed_fields_mut().clear())
+            .map_ok(cut_down)
             .reflect(self.writer)
             .touched_objects()
             .for_each(move |pod| {
@@ -70,5 +75,30 @@ impl SharedPods {
                 }
                 futures::future::ready(())
             })
+    }
+}
+
+/// A watch of every `K` whose objects come without managedFields: for the ReplicaSet and
+/// Deployment caches, where they were the bulk of each cached object (a tree of JSON values per
+/// field manager) and no controller reads them. Controllers only patch objects, never write a
+/// cached one back, so nothing is lost by dropping them.
+pub fn watch_without_managed_fields<K>(
+    api: Api<K>,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    watcher(api, watcher::Config::default()).modify(|o| o.meta_mut().managed_fields = None)
+}
+
+/// Each pod of a watch event in its cached form, as soon as it is decoded.
+fn cut_down(event: watcher::Event<Pod>) -> watcher::Event<CachedPod> {
+    use watcher::Event;
+    match event {
+        Event::Apply(p) => Event::Apply(p.into()),
+        Event::Delete(p) => Event::Delete(p.into()),
+        Event::Init => Event::Init,
+        Event::InitApply(p) => Event::InitApply(p.into()),
+        Event::InitDone => Event::InitDone,
     }
 }

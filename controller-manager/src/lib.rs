@@ -2,6 +2,7 @@
 //! ReplicaSets and Deployments — each on kube's Controller runtime, optionally behind leader
 //! election on the Lease kube-system/minik8s-controller-manager.
 
+pub mod cached_pod;
 pub mod deployment;
 pub mod endpoints;
 pub mod events;

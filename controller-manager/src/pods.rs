@@ -1,19 +1,20 @@
-//! Pod state as the workload controllers see it: active, ready, available, and Kubernetes'
-//! ActivePods ordering for choosing which pods to delete first.
+//! Pod state as the workload controllers see it in their cache (`CachedPod`): active, ready,
+//! available, and Kubernetes' ActivePods ordering for choosing which pods to delete first.
 
 use std::cmp::Ordering;
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
+use crate::cached_pod::CachedPod;
+
 /// Not finished and not being deleted (Kubernetes' IsPodActive).
-pub fn is_active(pod: &Pod) -> bool {
+pub fn is_active(pod: &CachedPod) -> bool {
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
     pod.metadata.deletion_timestamp.is_none() && !matches!(phase, Some("Succeeded" | "Failed"))
 }
 
 /// When the pod's Ready condition became True, if it is True.
-pub fn ready_since(pod: &Pod) -> Option<Option<Timestamp>> {
+pub fn ready_since(pod: &CachedPod) -> Option<Option<Timestamp>> {
     let cond = pod
         .status
         .as_ref()?
@@ -24,12 +25,12 @@ pub fn ready_since(pod: &Pod) -> Option<Option<Timestamp>> {
     (cond.status == "True").then(|| cond.last_transition_time.as_ref().map(|t| t.0))
 }
 
-pub fn is_ready(pod: &Pod) -> bool {
+pub fn is_ready(pod: &CachedPod) -> bool {
     ready_since(pod).is_some()
 }
 
 /// Ready for at least `min_ready_seconds` (Kubernetes' IsPodAvailable).
-pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> bool {
+pub fn is_available(pod: &CachedPod, min_ready_seconds: i32, now: Timestamp) -> bool {
     match ready_since(pod) {
         None => false,
         Some(_) if min_ready_seconds <= 0 => true,
@@ -38,7 +39,7 @@ pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> bool {
     }
 }
 
-fn phase_rank(pod: &Pod) -> u8 {
+fn phase_rank(pod: &CachedPod) -> u8 {
     match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
         Some("Pending") => 0,
         Some("Running") => 2,
@@ -46,11 +47,11 @@ fn phase_rank(pod: &Pod) -> u8 {
     }
 }
 
-fn created(pod: &Pod) -> Option<Timestamp> {
+fn created(pod: &CachedPod) -> Option<Timestamp> {
     pod.metadata.creation_timestamp.as_ref().map(|t| t.0)
 }
 
-fn restarts(pod: &Pod) -> i32 {
+fn restarts(pod: &CachedPod) -> i32 {
     pod.status
         .as_ref()
         .and_then(|s| s.container_statuses.as_ref())
@@ -62,15 +63,15 @@ fn restarts(pod: &Pod) -> i32 {
 /// first — unscheduled before scheduled, Pending before Unknown before Running, not ready
 /// before ready, ready for less time before longer, more restarts before fewer, newer before
 /// older.
-pub fn deletion_order(a: &Pod, b: &Pod) -> Ordering {
-    let scheduled = |p: &Pod| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
+pub fn deletion_order(a: &CachedPod, b: &CachedPod) -> Ordering {
+    let scheduled = |p: &CachedPod| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
     scheduled(a)
         .cmp(&scheduled(b))
         .then_with(|| phase_rank(a).cmp(&phase_rank(b)))
         .then_with(|| is_ready(a).cmp(&is_ready(b)))
         .then_with(|| {
             // Ready more recently sorts first.
-            let since = |p: &Pod| ready_since(p).flatten();
+            let since = |p: &CachedPod| ready_since(p).flatten();
             since(b).cmp(&since(a))
         })
         .then_with(|| restarts(b).cmp(&restarts(a)))
@@ -80,10 +81,10 @@ pub fn deletion_order(a: &Pod, b: &Pod) -> Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{PodCondition, PodSpec, PodStatus};
+    use k8s_openapi::api::core::v1::{Pod, PodCondition, PodSpec, PodStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-    fn pod(name: &str, node: Option<&str>, ready: bool, created: &str) -> Pod {
+    fn pod(name: &str, node: Option<&str>, ready: bool, created: &str) -> CachedPod {
         let mut p = Pod::default();
         p.metadata.name = Some(name.into());
         p.metadata.creation_timestamp = Some(Time(created.parse().unwrap()));
@@ -100,7 +101,7 @@ mod tests {
             }]),
             ..Default::default()
         });
-        p
+        p.into()
     }
 
     #[test]

@@ -15,13 +15,14 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, ResourceExt};
 use minik8s_api::ready_store::ReadyStore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::events::Events;
+use crate::informer::watch_without_managed_fields;
 use crate::owner::controller_of;
 
 const RESYNC: Duration = Duration::from_secs(300);
@@ -61,19 +62,22 @@ pub async fn run(client: Client, events: Events, shutdown: CancellationToken) {
     let (replica_sets, writer) = reflector::store();
     let rs_events = reflector::reflector(
         writer,
-        watcher(
-            Api::<ReplicaSet>::all(client.clone()),
-            watcher::Config::default(),
-        ),
+        watch_without_managed_fields(Api::<ReplicaSet>::all(client.clone())),
     )
     .default_backoff()
     .touched_objects();
+    let (deployments, writer) = reflector::store();
+    let own_events = reflector::reflector(
+        writer,
+        watch_without_managed_fields(Api::<Deployment>::all(client.clone())),
+    )
+    .applied_objects();
     let ctx = Arc::new(Context {
         client: client.clone(),
         replica_sets: ReadyStore::new(replica_sets),
         events,
     });
-    Controller::new(Api::<Deployment>::all(client), watcher::Config::default())
+    Controller::for_stream(own_events, deployments)
         // 64 syncs in flight, as many as the API server serves pod creates at its best
         // (the controller-manager bench: 1,000 Deployments at once).
         .with_config(ControllerConfig::default().concurrency(64))

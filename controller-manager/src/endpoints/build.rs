@@ -5,7 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{EndpointAddress, EndpointPort, ObjectReference, Pod, Service};
+use crate::cached_pod::CachedPod;
+use k8s_openapi::api::core::v1::{EndpointAddress, EndpointPort, ObjectReference, Service};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
@@ -19,7 +20,12 @@ pub struct Group {
 }
 
 /// A pod's port for a target port: a number as is, a name looked up in its containers.
-fn resolve(pod: &Pod, target: Option<&IntOrString>, port: i32, protocol: &str) -> Option<i32> {
+fn resolve(
+    pod: &CachedPod,
+    target: Option<&IntOrString>,
+    port: i32,
+    protocol: &str,
+) -> Option<i32> {
     match target {
         None => Some(port),
         Some(IntOrString::Int(n)) => Some(*n),
@@ -37,12 +43,12 @@ fn resolve(pod: &Pod, target: Option<&IntOrString>, port: i32, protocol: &str) -
     }
 }
 
-fn pod_ready(pod: &Pod) -> bool {
+fn pod_ready(pod: &CachedPod) -> bool {
     crate::pods::is_ready(pod)
 }
 
 /// Address groups keyed by resolved ports, for the pods the Service selects.
-pub fn groups(svc: &Service, pods: &[std::sync::Arc<Pod>]) -> BTreeMap<Vec<Port>, Group> {
+pub fn groups(svc: &Service, pods: &[std::sync::Arc<CachedPod>]) -> BTreeMap<Vec<Port>, Group> {
     let spec = svc.spec.clone().unwrap_or_default();
     let publish_not_ready = spec.publish_not_ready_addresses.unwrap_or(false);
     let mut out: BTreeMap<Vec<Port>, Group> = BTreeMap::new();

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{EndpointSubset, Endpoints, Pod, Service};
+use k8s_openapi::api::core::v1::{EndpointSubset, Endpoints, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, ListParams, PostParams};
@@ -21,6 +21,7 @@ use minik8s_api::ready_store::ReadyStore;
 use minik8s_api::selector::LabelSelector;
 use tokio_util::sync::CancellationToken;
 
+use crate::cached_pod::CachedPod;
 use crate::informer::PodEvents;
 use tracing::debug;
 
@@ -43,13 +44,13 @@ pub enum EndpointsError {
 
 struct Ctx {
     client: Client,
-    pods: ReadyStore<Pod>,
+    pods: ReadyStore<CachedPod>,
 }
 
 /// `pods` and `pod_events` come from the shared pod watch (`informer.rs`).
 pub async fn run(
     client: Client,
-    pods: ReadyStore<Pod>,
+    pods: ReadyStore<CachedPod>,
     pod_events: PodEvents,
     shutdown: CancellationToken,
 ) {
@@ -102,7 +103,7 @@ fn selector_of(svc: &Service) -> Option<LabelSelector> {
     (!sel.is_empty()).then(|| LabelSelector::from_map(sel))
 }
 
-fn services_of(pod: &Pod, services: &Store<Service>) -> Vec<ObjectRef<Service>> {
+fn services_of(pod: &CachedPod, services: &Store<Service>) -> Vec<ObjectRef<Service>> {
     services
         .state()
         .iter()
@@ -126,7 +127,7 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Endpoints
         .await
         .map_err(|_| EndpointsError::CacheClosed)?;
     let ns = svc.namespace().unwrap_or_default();
-    let pods: Vec<Arc<Pod>> = ctx
+    let pods: Vec<Arc<CachedPod>> = ctx
         .pods
         .state()
         .into_iter()

@@ -2,7 +2,8 @@
 //! is deleted at once; one it tolerates for tolerationSeconds is deleted when that runs out
 //! (counted from the taint's timeAdded); an unbounded toleration keeps it.
 
-use k8s_openapi::api::core::v1::{Pod, Taint, Toleration};
+use crate::cached_pod::CachedPod;
+use k8s_openapi::api::core::v1::{Taint, Toleration};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 /// Kubernetes' Toleration.ToleratesTaint.
@@ -25,7 +26,7 @@ pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
 
 /// When the pod must go given the node's NoExecute taints: Some(now-or-past) to evict,
 /// Some(future) to wait, None to keep it.
-pub fn eviction_time(pod: &Pod, taints: &[Taint], now: Timestamp) -> Option<Timestamp> {
+pub fn eviction_time(pod: &CachedPod, taints: &[Taint], now: Timestamp) -> Option<Timestamp> {
     let tolerations = pod
         .spec
         .as_ref()
@@ -58,7 +59,7 @@ pub fn eviction_time(pod: &Pod, taints: &[Taint], now: Timestamp) -> Option<Time
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::PodSpec;
+    use k8s_openapi::api::core::v1::{Pod, PodSpec};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn taint(key: &str, added: Timestamp) -> Taint {
@@ -70,14 +71,14 @@ mod tests {
         }
     }
 
-    fn pod(tolerations: Vec<Toleration>) -> Pod {
-        Pod {
+    fn pod(tolerations: Vec<Toleration>) -> CachedPod {
+        CachedPod::from(Pod {
             spec: Some(PodSpec {
                 tolerations: Some(tolerations),
                 ..Default::default()
             }),
             ..Default::default()
-        }
+        })
     }
 
     #[test]

@@ -22,6 +22,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::cached_pod::CachedPod;
 use crate::events::Events;
 use ipam::RangeAllocator;
 
@@ -35,7 +36,7 @@ pub struct NodeLifecycle {
     grace: Duration,
     nodes: Store<Node>,
     leases: Store<Lease>,
-    pods: ReadyStore<Pod>,
+    pods: ReadyStore<CachedPod>,
     allocator: Option<RangeAllocator>,
     /// Last heartbeat value seen per node and when we saw it change (our clock, so clock
     /// skew with the node does not matter).
@@ -62,7 +63,7 @@ where
 /// `pods` is the shared pod cache (`informer.rs`).
 pub async fn run(
     client: Client,
-    pods: ReadyStore<Pod>,
+    pods: ReadyStore<CachedPod>,
     events: Events,
     grace: Duration,
     allocator: Option<RangeAllocator>,

@@ -10,6 +10,7 @@ use kube::{Api, ResourceExt};
 use tracing::info;
 
 use super::{Context, ReplicaSetError};
+use crate::cached_pod::CachedPod;
 use crate::owner::{controller_of, controller_ref, matcher, owner_refs_patch};
 use crate::pods::is_active;
 
@@ -17,11 +18,11 @@ use crate::pods::is_active;
 pub async fn claim_pods(
     ctx: &Context,
     rs: &ReplicaSet,
-    pods: &[Arc<Pod>],
-) -> Result<Vec<Arc<Pod>>, ReplicaSetError> {
+    pods: &[Arc<CachedPod>],
+) -> Result<Vec<Arc<CachedPod>>, ReplicaSetError> {
     let uid = rs.metadata.uid.clone().unwrap_or_default();
     let selector = Some(&rs.spec).and_then(|s| matcher(&s.selector));
-    let matches = |p: &Pod| selector.as_ref().is_some_and(|m| m.matches_map(p.labels()));
+    let matches = |p: &CachedPod| selector.as_ref().is_some_and(|m| m.matches_map(p.labels()));
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &rs.namespace().unwrap_or_default());
     let mut owned = Vec::new();
     for pod in pods {
@@ -46,7 +47,7 @@ pub async fn claim_pods(
     Ok(owned)
 }
 
-async fn adopt(api: &Api<Pod>, rs: &ReplicaSet, pod: &Pod) -> Result<bool, ReplicaSetError> {
+async fn adopt(api: &Api<Pod>, rs: &ReplicaSet, pod: &CachedPod) -> Result<bool, ReplicaSetError> {
     let mut refs = pod.metadata.owner_references.clone().unwrap_or_default();
     refs.push(controller_ref("apps/v1", "ReplicaSet", &rs.metadata));
     let body = owner_refs_patch(&pod.metadata, refs);
@@ -71,7 +72,7 @@ async fn adopt(api: &Api<Pod>, rs: &ReplicaSet, pod: &Pod) -> Result<bool, Repli
     }
 }
 
-async fn release(api: &Api<Pod>, pod: &Pod, uid: &str) -> Result<(), ReplicaSetError> {
+async fn release(api: &Api<Pod>, pod: &CachedPod, uid: &str) -> Result<(), ReplicaSetError> {
     let refs: Vec<_> = pod
         .metadata
         .owner_references

@@ -10,6 +10,7 @@ use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Resource, ResourceExt};
 
 use super::{key, Context, ReplicaSetError};
+use crate::cached_pod::CachedPod;
 use crate::owner::controller_ref;
 use crate::pods::deletion_order;
 
@@ -40,13 +41,13 @@ pub fn pod_from_template(rs: &ReplicaSet) -> Pod {
 pub async fn sync_replicas(
     ctx: &Context,
     rs: &ReplicaSet,
-    owned: &[Arc<Pod>],
+    owned: &[Arc<CachedPod>],
 ) -> Result<(), ReplicaSetError> {
     let want = Some(&rs.spec).and_then(|s| s.replicas).unwrap_or(1).max(0) as usize;
     if owned.len() < want {
         create(ctx, rs, (want - owned.len()).min(BURST)).await
     } else if owned.len() > want {
-        let mut victims: Vec<&Arc<Pod>> = owned.iter().collect();
+        let mut victims: Vec<&Arc<CachedPod>> = owned.iter().collect();
         victims.sort_by(|a, b| deletion_order(a, b));
         victims.truncate((owned.len() - want).min(BURST));
         delete(ctx, rs, &victims).await
@@ -107,7 +108,7 @@ async fn create(ctx: &Context, rs: &ReplicaSet, count: usize) -> Result<(), Repl
 async fn delete(
     ctx: &Context,
     rs: &ReplicaSet,
-    victims: &[&Arc<Pod>],
+    victims: &[&Arc<CachedPod>],
 ) -> Result<(), ReplicaSetError> {
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &rs.namespace().unwrap_or_default());
     let names: Vec<String> = victims.iter().map(|p| p.name_any()).collect();

@@ -12,19 +12,19 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
-use crate::informer::PodEvents;
 use minik8s_api::ready_store::ReadyStore;
 use tracing::{debug, warn};
 
+use crate::cached_pod::CachedPod;
 use crate::events::Events;
 use crate::expectations::{Expectations, Seen};
+use crate::informer::{watch_without_managed_fields, PodEvents};
 use crate::owner::controller_of;
 
 /// Periodic resync, as Kubernetes' informers resync.
@@ -50,7 +50,7 @@ pub enum ReplicaSetError {
 
 pub struct Context {
     pub client: Client,
-    pub pods: ReadyStore<Pod>,
+    pub pods: ReadyStore<CachedPod>,
     pub expectations: Expectations,
     pub events: Events,
 }
@@ -63,7 +63,7 @@ pub fn key(rs: &ReplicaSet) -> String {
 /// `pods` and `pod_events` come from the shared pod watch (`informer.rs`).
 pub async fn run(
     client: Client,
-    pods: ReadyStore<Pod>,
+    pods: ReadyStore<CachedPod>,
     pod_events: PodEvents,
     events: Events,
     shutdown: CancellationToken,
@@ -74,9 +74,13 @@ pub async fn run(
         expectations: Expectations::default(),
         events,
     });
-    let controller = Controller::new(Api::<ReplicaSet>::all(client), watcher::Config::default());
-    let sets = controller.store();
-    controller
+    let (sets, writer) = reflector::store();
+    let own_events = reflector::reflector(
+        writer,
+        watch_without_managed_fields(Api::<ReplicaSet>::all(client)),
+    )
+    .applied_objects();
+    Controller::for_stream(own_events, sets.clone())
         // 64 syncs in flight, as many as the API server serves pod creates at its best
         // (the controller-manager bench: 1,000 Deployments at once).
         .with_config(ControllerConfig::default().concurrency(64))
@@ -98,7 +102,7 @@ pub async fn run(
 }
 
 /// Every event of a pod a ReplicaSet controls confirms its creation (see expectations.rs).
-fn observe(ctx: &Context, pod: &Pod) {
+fn observe(ctx: &Context, pod: &CachedPod) {
     if let Some(owner) = controller_of(&pod.metadata).filter(|o| o.kind == "ReplicaSet") {
         let key = format!("{}/{}", pod.namespace().unwrap_or_default(), owner.name);
         ctx.expectations.observe_creation(&key, &pod.name_any());
@@ -107,7 +111,7 @@ fn observe(ctx: &Context, pod: &Pod) {
 
 /// A pod event wakes its controller, or — for an orphan — every ReplicaSet in its namespace
 /// whose selector matches it (adoption), as Kubernetes' getPodReplicaSets.
-fn owners_to_wake(pod: &Pod, sets: &Store<ReplicaSet>) -> Vec<ObjectRef<ReplicaSet>> {
+fn owners_to_wake(pod: &CachedPod, sets: &Store<ReplicaSet>) -> Vec<ObjectRef<ReplicaSet>> {
     let ns = pod.namespace().unwrap_or_default();
     if let Some(owner) = controller_of(&pod.metadata) {
         if owner.kind == "ReplicaSet" {
@@ -148,7 +152,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Rep
         .await
         .map_err(|_| ReplicaSetError::CacheClosed)?;
     let ns = rs.namespace().unwrap_or_default();
-    let in_ns: Vec<Arc<Pod>> = ctx
+    let in_ns: Vec<Arc<CachedPod>> = ctx
         .pods
         .state()
         .into_iter()

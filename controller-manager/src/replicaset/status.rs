@@ -4,17 +4,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 
 use super::{key, Context, ReplicaSetError};
+use crate::cached_pod::CachedPod;
 use crate::pods::{is_available, is_ready};
 
 /// Status from the pods the ReplicaSet owns; a pod counts as fully labeled when it carries
 /// every label of the template.
-pub fn calculate(rs: &ReplicaSet, owned: &[Arc<Pod>], now: Timestamp) -> ReplicaSetStatus {
+pub fn calculate(rs: &ReplicaSet, owned: &[Arc<CachedPod>], now: Timestamp) -> ReplicaSetStatus {
     let spec = rs.spec.clone();
     let template_labels = spec
         .template
@@ -22,7 +22,7 @@ pub fn calculate(rs: &ReplicaSet, owned: &[Arc<Pod>], now: Timestamp) -> Replica
         .and_then(|m| m.labels)
         .unwrap_or_default();
     let min_ready = spec.min_ready_seconds.unwrap_or(0);
-    let count = |f: &dyn Fn(&Pod) -> bool| owned.iter().filter(|p| f(p)).count() as i32;
+    let count = |f: &dyn Fn(&CachedPod) -> bool| owned.iter().filter(|p| f(p)).count() as i32;
     let labeled = count(&|p| {
         template_labels
             .iter()
@@ -44,7 +44,7 @@ pub fn calculate(rs: &ReplicaSet, owned: &[Arc<Pod>], now: Timestamp) -> Replica
 pub async fn update(
     ctx: &Context,
     rs: &ReplicaSet,
-    owned: &[Arc<Pod>],
+    owned: &[Arc<CachedPod>],
 ) -> Result<Option<Duration>, ReplicaSetError> {
     let now = Timestamp::now();
     let status = calculate(rs, owned, now);
