@@ -49,6 +49,15 @@ where
         ReadyStore { store, ready }
     }
 
+    /// Wraps `store` whose readiness the caller signals itself (`true` once the first list is
+    /// in the store, as the reflector stream yields `InitDone`), for a store kube awaits
+    /// elsewhere: a controller built on it awaits its readiness, and a second waiter on the
+    /// store would hang one of the two.
+    pub fn signalled(store: Store<K>) -> (Self, watch::Sender<bool>) {
+        let (tx, ready) = watch::channel(false);
+        (ReadyStore { store, ready }, tx)
+    }
+
     /// Waits until the cache has completed its first list; safe from any number of tasks.
     /// This shadows the store's own `wait_until_ready`, which is not.
     pub async fn wait_until_ready(&self) -> Result<(), CacheClosed> {
@@ -112,5 +121,33 @@ mod tests {
             r.expect("a waiter hung on a dropped writer"),
             Err(CacheClosed)
         );
+    }
+
+    /// A signalled store leaves the store's own readiness to its one other waiter (a kube
+    /// controller built on it): both are woken.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_signalled_store_leaves_the_store_to_its_controller() {
+        let (store, mut writer) = reflector::store::<ConfigMap>();
+        let (ready, signal) = ReadyStore::signalled(store.clone());
+        let ours = {
+            let r = ready.clone();
+            tokio::spawn(async move { r.wait_until_ready().await })
+        };
+        let controllers = tokio::spawn(async move { store.wait_until_ready().await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        signal.send_replace(true);
+        let timeout = Duration::from_secs(5);
+        let r = tokio::time::timeout(timeout, ours)
+            .await
+            .expect("ours woken");
+        assert_eq!(r.unwrap(), Ok(()));
+        let r = tokio::time::timeout(timeout, controllers)
+            .await
+            .expect("the controller's woken");
+        assert!(r.unwrap().is_ok());
+        drop(signal);
+        assert_eq!(ready.wait_until_ready().await, Ok(()), "stays ready");
     }
 }

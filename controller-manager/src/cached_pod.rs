@@ -5,7 +5,15 @@
 //! node lifecycle controllers use, under the same names and paths as in `Pod`, so the code
 //! reading them reads like code over pods.
 //!
+//! The labels and the tolerations, the same for every pod of a ReplicaSet (and the API server
+//! gives every pod the same two default tolerations), are shared between pods through an
+//! [`Interner`]: one copy per distinct set instead of ~0.6 KiB each per pod.
+//!
 //! Never written back to the API server: controllers patch or delete pods by name.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use k8s_openapi::api::core::v1::{ContainerPort, Pod, PodCondition, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -13,16 +21,26 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CachedPod {
+    /// The pod's metadata without managedFields, and without labels: those are in `labels`.
     pub metadata: ObjectMeta,
+    labels: Arc<BTreeMap<String, String>>,
     pub spec: Option<Spec>,
     pub status: Option<Status>,
+}
+
+impl CachedPod {
+    /// The pod's labels. An inherent method, so it is what `pod.labels()` calls rather than
+    /// `ResourceExt::labels`, which would read the (empty) `metadata.labels`.
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        &self.labels
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Spec {
     pub node_name: Option<String>,
-    pub tolerations: Option<Vec<Toleration>>,
+    pub tolerations: Arc<Vec<Toleration>>,
     pub containers: Vec<Container>,
 }
 
@@ -54,11 +72,13 @@ impl From<Pod> for CachedPod {
         let mut metadata = pod.metadata;
         // The bulk of a stored pod's metadata, and no controller reads it.
         metadata.managed_fields = None;
+        let labels = LABELS.intern(metadata.labels.take().unwrap_or_default());
         CachedPod {
             metadata,
+            labels,
             spec: pod.spec.map(|s| Spec {
                 node_name: s.node_name,
-                tolerations: s.tolerations,
+                tolerations: intern_tolerations(s.tolerations.unwrap_or_default()),
                 containers: s
                     .containers
                     .into_iter()
@@ -81,6 +101,71 @@ impl From<Pod> for CachedPod {
                 }),
             }),
         }
+    }
+}
+
+/// Shares equal values: `intern` returns the one `Arc` held for a value equal to the one
+/// given. Values no pod holds any more are dropped once the table has doubled since the last
+/// sweep, so the table stays proportional to the distinct values in use.
+pub struct Interner<K, V> {
+    table: Mutex<(HashMap<K, Arc<V>>, usize)>,
+}
+
+/// The table size below which no sweep is made.
+const SWEEP_FLOOR: usize = 64;
+
+impl<K: Hash + Eq, V> Interner<K, V> {
+    pub fn new() -> Self {
+        Interner {
+            table: Mutex::new((HashMap::new(), SWEEP_FLOOR)),
+        }
+    }
+
+    /// The shared value for `key`, made by `make` the first time.
+    pub fn get_or_insert(&self, key: K, make: impl FnOnce() -> V) -> Arc<V> {
+        let mut guard = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let (table, sweep_at) = &mut *guard;
+        if let Some(v) = table.get(&key) {
+            return v.clone();
+        }
+        if table.len() >= *sweep_at {
+            table.retain(|_, v| Arc::strong_count(v) > 1);
+            *sweep_at = (table.len() * 2).max(SWEEP_FLOOR);
+        }
+        let v = Arc::new(make());
+        table.insert(key, v.clone());
+        v
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.table.lock().unwrap_or_else(|e| e.into_inner()).0.len()
+    }
+}
+
+impl<K: Hash + Eq, V> Default for Interner<K, V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Hash + Eq + Clone> Interner<T, T> {
+    /// The shared copy of `value`.
+    pub fn intern(&self, value: T) -> Arc<T> {
+        let copy = value.clone();
+        self.get_or_insert(value, || copy)
+    }
+}
+
+static LABELS: LazyLock<Interner<BTreeMap<String, String>, BTreeMap<String, String>>> =
+    LazyLock::new(Interner::new);
+/// Keyed by the tolerations' JSON: k8s-openapi's `Toleration` is not `Hash`.
+static TOLERATIONS: LazyLock<Interner<String, Vec<Toleration>>> = LazyLock::new(Interner::new);
+
+fn intern_tolerations(tolerations: Vec<Toleration>) -> Arc<Vec<Toleration>> {
+    match serde_json::to_string(&tolerations) {
+        Ok(key) => TOLERATIONS.get_or_insert(key, || tolerations),
+        Err(_) => Arc::new(tolerations),
     }
 }
 
@@ -174,6 +259,63 @@ mod tests {
             (Some("Pod"), Some("v1"))
         );
         assert_eq!(CachedPod::plural(&()), "pods");
+    }
+
+    fn pod_of(rs: &str, tolerate_for: i64) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(format!("{rs}-{tolerate_for}")),
+                labels: Some([("app".to_string(), rs.to_string())].into()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                tolerations: Some(vec![Toleration {
+                    key: Some("node.kubernetes.io/unreachable".into()),
+                    operator: Some("Exists".into()),
+                    effect: Some("NoExecute".into()),
+                    toleration_seconds: Some(tolerate_for),
+                    value: None,
+                }]),
+                ..Default::default()
+            }),
+            status: None,
+        }
+    }
+
+    #[test]
+    fn pods_with_equal_labels_and_tolerations_share_one_copy() {
+        let a = CachedPod::from(pod_of("web", 300));
+        let b = CachedPod::from(pod_of("web", 300));
+        let other = CachedPod::from(pod_of("db", 30));
+        assert!(Arc::ptr_eq(&a.labels, &b.labels));
+        let tolerations = |p: &CachedPod| p.spec.as_ref().unwrap().tolerations.clone();
+        assert!(Arc::ptr_eq(&tolerations(&a), &tolerations(&b)));
+        assert!(!Arc::ptr_eq(&a.labels, &other.labels));
+        assert_eq!(tolerations(&other)[0].toleration_seconds, Some(30));
+        // `labels()` reads the shared copy; the metadata holds none.
+        assert_eq!(b.labels().get("app").map(String::as_str), Some("web"));
+        assert_eq!(b.metadata.labels, None);
+    }
+
+    #[test]
+    fn the_interner_forgets_values_nobody_holds() {
+        let interner: Interner<u32, u32> = Interner::new();
+        let kept: Vec<Arc<u32>> = (0..10).map(|i| interner.intern(i)).collect();
+        for i in 100..1000 {
+            drop(interner.intern(i));
+        }
+        // Swept as the table doubled: what is left is what is held plus the latest values.
+        assert!(
+            interner.len() < 2 * SWEEP_FLOOR + kept.len(),
+            "{}",
+            interner.len()
+        );
+        for (i, k) in kept.iter().enumerate() {
+            assert!(
+                Arc::ptr_eq(k, &interner.intern(i as u32)),
+                "held value {i} kept"
+            );
+        }
     }
 
     #[test]

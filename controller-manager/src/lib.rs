@@ -18,6 +18,7 @@ pub mod replicaset;
 
 pub use options::{Args, Config, OptionsError};
 
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
 use minik8s_leader::{LeaderElector, LeaderError};
@@ -80,10 +81,11 @@ pub async fn run(
 }
 
 /// Starts every enabled controller and waits for all of them to stop. The controllers that
-/// read pods share one pod watch.
+/// read pods share one pod watch, and those that read ReplicaSets one ReplicaSet watch.
 pub async fn run_controllers(client: Client, config: Config, shutdown: CancellationToken) {
     info!(controllers = ?config.controllers, "starting controllers");
-    let mut pods = informer::SharedPods::default();
+    let mut pods = informer::Shared::<cached_pod::CachedPod>::default();
+    let mut replica_sets = informer::Shared::<ReplicaSet>::default();
     let mut tasks = Vec::new();
     for name in &config.controllers {
         let events = events::Events::new(
@@ -95,12 +97,17 @@ pub async fn run_controllers(client: Client, config: Config, shutdown: Cancellat
         tasks.push(match *name {
             "replicaset" => tokio::spawn(replicaset::run(
                 client,
-                pods.store(),
-                pods.subscribe(),
+                (replica_sets.store(), replica_sets.subscribe()),
+                (pods.store(), pods.subscribe()),
                 events,
                 shutdown,
             )),
-            "deployment" => tokio::spawn(deployment::run(client, events, shutdown)),
+            "deployment" => tokio::spawn(deployment::run(
+                client,
+                (replica_sets.store(), replica_sets.subscribe()),
+                events,
+                shutdown,
+            )),
             "garbagecollector" => tokio::spawn(garbage::run(client, shutdown)),
             "endpoint" => tokio::spawn(endpoints::run(
                 client,
@@ -120,7 +127,10 @@ pub async fn run_controllers(client: Client, config: Config, shutdown: Cancellat
             _ => continue,
         });
     }
-    let watch = pods.run(client);
+    let watch = futures::future::join(
+        pods.run(informer::pod_events(client.clone())),
+        replica_sets.run(informer::replica_set_events(client)),
+    );
     tokio::select! {
         _ = watch => {}
         _ = shutdown.cancelled() => {}

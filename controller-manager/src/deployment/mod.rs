@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::events::Events;
-use crate::informer::watch_without_managed_fields;
+use crate::informer::{watch_without_managed_fields, Subscription};
 use crate::owner::controller_of;
 
 const RESYNC: Duration = Duration::from_secs(300);
@@ -58,14 +58,14 @@ pub fn key(d: &Deployment) -> String {
     format!("{}/{}", d.namespace().unwrap_or_default(), d.name_any())
 }
 
-pub async fn run(client: Client, events: Events, shutdown: CancellationToken) {
-    let (replica_sets, writer) = reflector::store();
-    let rs_events = reflector::reflector(
-        writer,
-        watch_without_managed_fields(Api::<ReplicaSet>::all(client.clone())),
-    )
-    .default_backoff()
-    .touched_objects();
+/// Runs the controller until `shutdown`; the ReplicaSets, a cache and its events, come from the
+/// shared watch (`informer.rs`).
+pub async fn run(
+    client: Client,
+    (replica_sets, rs_events): (ReadyStore<ReplicaSet>, Subscription<ReplicaSet>),
+    events: Events,
+    shutdown: CancellationToken,
+) {
     let (deployments, writer) = reflector::store();
     let own_events = reflector::reflector(
         writer,
@@ -74,7 +74,7 @@ pub async fn run(client: Client, events: Events, shutdown: CancellationToken) {
     .applied_objects();
     let ctx = Arc::new(Context {
         client: client.clone(),
-        replica_sets: ReadyStore::new(replica_sets),
+        replica_sets,
         events,
     });
     Controller::for_stream(own_events, deployments)

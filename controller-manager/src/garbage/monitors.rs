@@ -25,13 +25,19 @@ pub enum Change {
     ListDone,
 }
 
+/// Resources the collector leaves alone, as Kubernetes' garbage collector does by default
+/// (its `ignoredResources`: core and events.k8s.io events). Events are the most numerous
+/// objects of a busy cluster — one per pod created, for a start — and expire on their own.
+const IGNORED: &[(&str, &str)] = &[("", "events"), ("events.k8s.io", "events")];
+
 /// The kinds the collector watches: every served kind that can be listed, watched and
-/// deleted (Kubernetes' GC monitors every such resource).
+/// deleted (Kubernetes' GC monitors every such resource), less the ignored ones.
 pub fn kinds() -> impl Iterator<Item = &'static ResourceInfo> {
     RESOURCES.iter().filter(|r| {
         ["list", "watch", "delete"]
             .iter()
             .all(|v| r.verbs.contains(v))
+            && !IGNORED.contains(&(r.group, r.plural))
     })
 }
 
@@ -98,4 +104,24 @@ pub fn watch_all(client: &Client) -> BoxStream<'static, (&'static ResourceInfo, 
             .boxed()
     });
     stream::select_all(streams).boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watches_owners_and_dependents_but_not_events() {
+        let plurals: Vec<&str> = kinds().map(|k| k.plural).collect();
+        for watched in [
+            "pods",
+            "replicasets",
+            "deployments",
+            "configmaps",
+            "namespaces",
+        ] {
+            assert!(plurals.contains(&watched), "{watched} in {plurals:?}");
+        }
+        assert!(!plurals.contains(&"events"), "{plurals:?}");
+    }
 }

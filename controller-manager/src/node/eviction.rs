@@ -27,11 +27,7 @@ pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
 /// When the pod must go given the node's NoExecute taints: Some(now-or-past) to evict,
 /// Some(future) to wait, None to keep it.
 pub fn eviction_time(pod: &CachedPod, taints: &[Taint], now: Timestamp) -> Option<Timestamp> {
-    let tolerations = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.tolerations.clone())
-        .unwrap_or_default();
+    let tolerations: &[Toleration] = pod.spec.as_ref().map_or(&[], |s| &s.tolerations);
     let mut at: Option<Timestamp> = None;
     for taint in taints.iter().filter(|t| t.effect == "NoExecute") {
         let matching: Vec<&Toleration> =

@@ -13,9 +13,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::WatchStreamExt;
-use kube::{Api, Client, ResourceExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
 use minik8s_api::ready_store::ReadyStore;
@@ -24,7 +23,7 @@ use tracing::{debug, warn};
 use crate::cached_pod::CachedPod;
 use crate::events::Events;
 use crate::expectations::{Expectations, Seen};
-use crate::informer::{watch_without_managed_fields, PodEvents};
+use crate::informer::{PodEvents, Subscription};
 use crate::owner::controller_of;
 
 /// Periodic resync, as Kubernetes' informers resync.
@@ -59,12 +58,12 @@ pub fn key(rs: &ReplicaSet) -> String {
     format!("{}/{}", rs.namespace().unwrap_or_default(), rs.name_any())
 }
 
-/// Runs the controller until `shutdown`.
-/// `pods` and `pod_events` come from the shared pod watch (`informer.rs`).
+/// Runs the controller until `shutdown`. The ReplicaSets and pods, each a cache and its
+/// events, come from the shared watches (`informer.rs`).
 pub async fn run(
     client: Client,
-    pods: ReadyStore<CachedPod>,
-    pod_events: PodEvents,
+    (sets, set_events): (ReadyStore<ReplicaSet>, Subscription<ReplicaSet>),
+    (pods, pod_events): (ReadyStore<CachedPod>, PodEvents),
     events: Events,
     shutdown: CancellationToken,
 ) {
@@ -74,13 +73,8 @@ pub async fn run(
         expectations: Expectations::default(),
         events,
     });
-    let (sets, writer) = reflector::store();
-    let own_events = reflector::reflector(
-        writer,
-        watch_without_managed_fields(Api::<ReplicaSet>::all(client)),
-    )
-    .applied_objects();
-    Controller::for_stream(own_events, sets.clone())
+    let sets: Store<ReplicaSet> = (*sets).clone();
+    Controller::for_stream(set_events, sets.clone())
         // 64 syncs in flight, as many as the API server serves pod creates at its best
         // (the controller-manager bench: 1,000 Deployments at once).
         .with_config(ControllerConfig::default().concurrency(64))
