@@ -308,9 +308,8 @@ async fn rolling_update_under_load_drops_no_request_and_down_leaves_no_trace() {
 /// The same rollout with a server that exits on SIGTERM and a preStop sleep. Without the
 /// hook the old pod dies as soon as it is deleted, while the proxies may still send it
 /// requests (seen: a request hung until its 5 s timeout). Kubernetes runs preStop before
-/// SIGTERM (kuberuntime_container.go killContainer); the nodelet runs no lifecycle hook yet.
+/// SIGTERM (kuberuntime_container.go killContainer), and so does the nodelet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the nodelet does not run preStop hooks yet"]
 async fn rolling_update_of_a_server_exiting_on_sigterm_drops_no_request_with_a_prestop_sleep() {
     tokio::time::timeout(TEST_LIMIT, async {
         let c = LocalCluster::up("e2e-prestop", 2, &[]).await;

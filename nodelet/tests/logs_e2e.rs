@@ -76,14 +76,7 @@ async fn create_pods(c: &Cluster, trigger: &str, state: &str) {
 }
 
 async fn scenario() {
-    let tmp = tempfile::Builder::new()
-        .prefix("logs-e2e")
-        .tempdir()
-        .unwrap();
-    let mut c = Cluster::start_api(tmp).await;
-    let runtime = cluster::start_runtime(c.tmp.path(), 87).await;
-    let socket = runtime.args.socket.clone();
-    c.runtime = Some(Box::new(runtime));
+    let (mut c, socket) = Cluster::with_runtime("logs-e2e", 87).await;
     let port = c.start_nodelet(&socket).await;
     let trigger = c.tmp.path().join("trigger");
     let state = c.tmp.path().join("state");

@@ -79,14 +79,7 @@ async fn cri_ids(cri: &mut Cri, uid: &str) -> (Vec<String>, BTreeSet<String>) {
 }
 
 async fn scenario() {
-    let tmp = tempfile::Builder::new()
-        .prefix("nodelet-kill")
-        .tempdir()
-        .unwrap();
-    let mut c = Cluster::start_api(tmp).await;
-    let runtime = cluster::start_runtime(c.tmp.path(), 84).await;
-    let socket = runtime.args.socket.clone();
-    c.runtime = Some(Box::new(runtime));
+    let (mut c, socket) = Cluster::with_runtime("nodelet-kill", 84).await;
     c.start_nodelet_process(&socket).await;
     let pods = c.pods();
     pods.create(&PostParams::default(), &pod(&c.node))

@@ -64,14 +64,7 @@ fn pod(node: &str) -> Pod {
 }
 
 async fn scenario() {
-    let tmp = tempfile::Builder::new()
-        .prefix("nodelet-vol")
-        .tempdir()
-        .unwrap();
-    let mut c = Cluster::start_api(tmp).await;
-    let runtime = cluster::start_runtime(c.tmp.path(), 85).await;
-    let socket = runtime.args.socket.clone();
-    c.runtime = Some(Box::new(runtime));
+    let (mut c, socket) = Cluster::with_runtime("nodelet-vol", 85).await;
     c.start_nodelet(&socket).await;
     let pp = PostParams::default();
     let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), "default");

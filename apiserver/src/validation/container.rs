@@ -1,5 +1,5 @@
 //! Container validation (`validateContainers` and friends): names, images, ports, env,
-//! volume mounts, resources and probes.
+//! volume mounts, resources, probes and lifecycle hooks.
 
 use std::collections::HashSet;
 
@@ -39,6 +39,7 @@ pub(crate) fn validate_containers(
     path: &Path,
     volumes: &HashSet<String>,
     names: &mut HashSet<String>,
+    grace_period: i64,
     causes: &mut Vec<FieldCause>,
 ) {
     for (i, container) in containers.iter().enumerate() {
@@ -53,6 +54,7 @@ pub(crate) fn validate_containers(
         match kind {
             ContainerKind::Regular => {
                 validate_probes(container, &at, causes);
+                validate_lifecycle(container, &at, grace_period, causes);
                 if set("restartPolicy") {
                     let detail = "may not be set for non-init containers";
                     causes.push(FieldCause::forbidden(&at.child("restartPolicy"), detail));
@@ -69,6 +71,7 @@ pub(crate) fn validate_containers(
                 }
                 if restart_always {
                     validate_probes(container, &at, causes);
+                    validate_lifecycle(container, &at, grace_period, causes);
                 } else {
                     for field in ["lifecycle"].into_iter().chain(PROBES).filter(|f| set(f)) {
                         let detail =
@@ -360,6 +363,52 @@ fn validate_probe(
                 n,
                 "must be 1",
             ));
+        }
+    }
+}
+
+/// `validateLifecycle`: each hook has exactly one handler (exec, httpGet, tcpSocket or
+/// sleep); a sleep lasts no longer than the pod's grace period.
+fn validate_lifecycle(
+    container: &Value,
+    at: &Path,
+    grace_period: i64,
+    causes: &mut Vec<FieldCause>,
+) {
+    let Some(lifecycle) = container.get("lifecycle").filter(|l| !l.is_null()) else {
+        return;
+    };
+    let at = at.child("lifecycle");
+    for hook in ["postStart", "preStop"] {
+        let Some(h) = lifecycle.get(hook).filter(|h| !h.is_null()) else {
+            continue;
+        };
+        let path = at.child(hook);
+        let handlers: Vec<&str> = ["exec", "httpGet", "tcpSocket", "sleep"]
+            .into_iter()
+            .filter(|k| h.get(*k).is_some_and(|v| !v.is_null()))
+            .collect();
+        match handlers.as_slice() {
+            [] => causes.push(FieldCause::required(&path, "must specify a handler type")),
+            [first, rest @ ..] => {
+                let handler_path = path.child(first);
+                if *first == "sleep" {
+                    let seconds = h[*first]
+                        .get("seconds")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0);
+                    if !(0..=grace_period).contains(&seconds) {
+                        let detail = format!("must be non-negative and less than terminationGracePeriodSeconds ({grace_period})");
+                        causes.push(FieldCause::invalid(&handler_path, seconds, &detail));
+                    }
+                } else {
+                    validate_handler(first, &h[*first], &handler_path, causes);
+                }
+                for extra in rest {
+                    let detail = "may not specify more than 1 handler type";
+                    causes.push(FieldCause::forbidden(&path.child(extra), detail));
+                }
+            }
         }
     }
 }

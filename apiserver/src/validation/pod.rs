@@ -68,10 +68,15 @@ pub(crate) fn validate_pod_spec(
         ContainerKind::Init,
         ContainerKind::Ephemeral,
     ];
+    // Defaulting has set it; 30 s is Kubernetes' default should it not have.
+    let grace_period = spec
+        .get("terminationGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(30);
     for kind in kinds {
         let list = array_at(spec, kind.field());
         let at = path.child(kind.field());
-        validate_containers(list, kind, &at, &volumes, &mut names, causes);
+        validate_containers(list, kind, &at, &volumes, &mut names, grace_period, causes);
     }
     validate_ephemeral_targets(spec, path, causes);
     enum_field(spec, "restartPolicy", path, restart_policies, causes);

@@ -203,6 +203,42 @@ fn pods() {
             )],
         ),
         (
+            "lifecycle hooks",
+            json!({"spec": {"terminationGracePeriodSeconds": 10, "containers": [container(json!({"lifecycle": {
+                "postStart": {"exec": {"command": ["true"]}, "sleep": {"seconds": 1}},
+                "preStop": {"sleep": {"seconds": 11}}}}))]}}),
+            vec![
+                (
+                    "spec.containers[0].lifecycle.postStart.sleep",
+                    FieldValueForbidden,
+                ),
+                (
+                    "spec.containers[0].lifecycle.preStop.sleep",
+                    FieldValueInvalid,
+                ),
+            ],
+        ),
+        (
+            "lifecycle hook without handler",
+            json!({"spec": {"containers": [container(json!({"lifecycle": {"preStop": {"httpGet": null}}}))]}}),
+            vec![("spec.containers[0].lifecycle.preStop", FieldValueRequired)],
+        ),
+        (
+            "lifecycle hooks that are valid",
+            json!({"spec": {"containers": [container(json!({"lifecycle": {
+                "postStart": {"httpGet": {"port": 8080, "path": "/started"}},
+                "preStop": {"sleep": {"seconds": 30}}}}))]}}),
+            vec![],
+        ),
+        (
+            "lifecycle hook exec without a command",
+            json!({"spec": {"containers": [container(json!({"lifecycle": {"postStart": {"exec": {}}}}))]}}),
+            vec![(
+                "spec.containers[0].lifecycle.postStart.exec.command",
+                FieldValueRequired,
+            )],
+        ),
+        (
             "tolerations",
             json!({"spec": {"tolerations": [{"operator": "Equal", "value": "x"},
                 {"key": "k", "operator": "Exists", "effect": "NoSchedule", "tolerationSeconds": 5}]}}),
@@ -213,6 +249,19 @@ fn pods() {
         ),
     ];
     check("Pod", &pod(), cases);
+}
+
+#[test]
+fn a_prestop_sleep_longer_than_the_grace_period_reads_like_kubernetes() {
+    let mut bad = pod();
+    bad["spec"]["terminationGracePeriodSeconds"] = json!(5);
+    bad["spec"]["containers"][0]["lifecycle"] = json!({"preStop": {"sleep": {"seconds": 6}}});
+    let causes = validate("Pod", &bad);
+    assert_eq!(causes.len(), 1, "{causes:?}");
+    assert_eq!(
+        causes[0].message,
+        "Invalid value: 6: must be non-negative and less than terminationGracePeriodSeconds (5)"
+    );
 }
 
 #[test]

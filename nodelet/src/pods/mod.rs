@@ -6,6 +6,7 @@ pub mod atomic_writer;
 pub mod backoff;
 pub mod events;
 mod image_pull;
+pub mod lifecycle;
 pub mod probes;
 pub mod restart_count;
 pub mod service_env;

@@ -190,10 +190,15 @@ async fn execute(
         let host = h.host.clone().unwrap_or_else(|| t.pod_ip.to_string());
         let port = port(c, &h.port)?;
         let path = h.path.clone().unwrap_or_else(|| "/".into());
-        let fut = http_get(&host, port, &path);
-        return tokio::time::timeout(timeout, fut)
+        let code = tokio::time::timeout(timeout, http_get(&host, port, &path, "kube-probe"))
             .await
-            .map_err(|_| format!("Get http://{host}:{port}{path}: timeout"))?;
+            .map_err(|_| format!("Get http://{host}:{port}{path}: timeout"))??;
+        // The kubelet's rule: 200 ≤ status < 400 succeeds.
+        return if (200..400).contains(&code) {
+            Ok(())
+        } else {
+            Err(format!("HTTP probe failed with statuscode: {code}"))
+        };
     }
     if let Some(s) = &p.tcp_socket {
         let host = s.host.clone().unwrap_or_else(|| t.pod_ip.to_string());
@@ -208,10 +213,11 @@ async fn execute(
     Err("probe has no handler".into())
 }
 
-/// A port number or the name of one of the container's ports.
-fn port(c: &Container, p: &IntOrString) -> Result<u16, String> {
+/// A port number (also written as a string) or the name of one of the container's ports.
+pub(super) fn port(c: &Container, p: &IntOrString) -> Result<u16, String> {
     match p {
         IntOrString::Int(n) => u16::try_from(*n).map_err(|_| format!("bad port {n}")),
+        IntOrString::String(n) if n.parse::<u16>().is_ok() => Ok(n.parse().expect("checked")),
         IntOrString::String(name) => c
             .ports
             .iter()
@@ -222,14 +228,20 @@ fn port(c: &Container, p: &IntOrString) -> Result<u16, String> {
     }
 }
 
-/// HTTP probe: 200 ≤ status < 400 succeeds (the kubelet's rule).
-async fn http_get(host: &str, port: u16, path: &str) -> Result<(), String> {
+/// A GET to `host:port` and `path` as `agent` (kube-probe, kube-lifecycle); the response's
+/// status code.
+pub(super) async fn http_get(
+    host: &str,
+    port: u16,
+    path: &str,
+    agent: &str,
+) -> Result<u16, String> {
     let url = format!("http://{host}:{port}{path}");
     let mut s = tokio::net::TcpStream::connect((host, port))
         .await
         .map_err(|e| format!("Get {url}: {e}"))?;
     let req = format!(
-        "GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/1.32\r\nAccept: */*\r\n\r\n"
+        "GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nUser-Agent: {agent}/1.32\r\nAccept: */*\r\n\r\n"
     );
     s.write_all(req.as_bytes())
         .await
@@ -247,14 +259,8 @@ async fn http_get(host: &str, port: u16, path: &str) -> Result<(), String> {
         n += r;
     }
     let line = String::from_utf8_lossy(&buf[..n]);
-    let code: u16 = line
-        .split_whitespace()
+    line.split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("Get {url}: malformed response"))?;
-    if (200..400).contains(&code) {
-        Ok(())
-    } else {
-        Err(format!("HTTP probe failed with statuscode: {code}"))
-    }
+        .ok_or_else(|| format!("Get {url}: malformed response"))
 }

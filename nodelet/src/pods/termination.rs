@@ -1,11 +1,12 @@
 //! Graceful termination of a pod whose deletionTimestamp is set: its containers stop within
-//! the grace period, its sandbox goes, then the final delete through the API.
+//! the grace period (each after its preStop hook), its sandbox goes, then the final delete
+//! through the API.
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Preconditions};
 
-use super::spec;
 use super::worker::Worker;
+use super::{lifecycle, spec};
 use crate::cri::types as cri;
 use crate::Error;
 
@@ -13,6 +14,11 @@ impl Worker {
     /// Graceful termination: stop containers within the grace period, tear down the sandbox,
     /// then the final delete (grace 0, uid precondition) so the object goes away.
     pub(super) async fn terminate(&mut self, pod: &Pod) -> Result<(), Error> {
+        let pod_ip = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .unwrap_or_default();
         let grace = pod
             .metadata
             .deletion_grace_period_seconds
@@ -39,8 +45,13 @@ impl Worker {
                 "Killing",
                 format!("Stopping container {name}"),
             );
-            let mut cri = self.cri.clone();
-            stops.push(async move { cri.stop_container(&c.id, grace).await });
+            let spec = lifecycle::container_spec(pod, &name);
+            let this = &*self;
+            let pod_ip = &pod_ip;
+            stops.push(async move {
+                this.kill(this.cri.clone(), pod, spec, &c.id, grace, pod_ip)
+                    .await
+            });
         }
         for r in futures::future::join_all(stops).await {
             r?;

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::backoff::{self, Decision};
 use super::status::{self, Observed, View};
 use super::volumes::{self, Sources};
-use super::{admission, events, probes, restart_count, spec};
+use super::{admission, events, lifecycle, probes, restart_count, spec};
 use crate::cri::{types as cri, Cri};
 use crate::{Config, Error};
 
@@ -242,7 +242,7 @@ impl Worker {
                     let _ = s;
                     return Ok(false);
                 }
-                Some(s) => return self.start_created(run.pod, c, &s.id).await,
+                Some(s) => return self.start_created(run, c, &s.id).await,
                 None => return self.start(run, c, fresh_attempt(run, c, true)).await,
             }
         }
@@ -265,7 +265,7 @@ impl Worker {
                         false
                     }
                 }
-                Some(s) if !o.running() => self.start_created(run.pod, c, &s.id).await?,
+                Some(s) if !o.running() => self.start_created(run, c, &s.id).await?,
                 Some(_) => {
                     self.waiting.remove(&c.name);
                     false
@@ -421,10 +421,17 @@ impl Worker {
             "Created",
             format!("Created container {}", c.name),
         );
-        self.start_created(pod, c, &id).await
+        self.start_created(run, c, &id).await
     }
 
-    async fn start_created(&mut self, pod: &Pod, c: &Container, id: &str) -> Result<bool, Error> {
+    /// Starts a created container, then runs its postStart hook.
+    async fn start_created(
+        &mut self,
+        run: &RunCtx<'_>,
+        c: &Container,
+        id: &str,
+    ) -> Result<bool, Error> {
+        let pod = run.pod;
         if let Err(e) = self.cri.start_container(id).await {
             return Ok(self.fail(pod, c, "RunContainerError", e.to_string()));
         }
@@ -437,6 +444,8 @@ impl Worker {
             "Started",
             format!("Started container {}", c.name),
         );
+        // Started either way: a failed hook killed it, and the next observation says so.
+        self.post_start(pod, c, id, run.pod_ip).await;
         Ok(true)
     }
 
@@ -479,8 +488,9 @@ impl Worker {
                     c.name
                 );
                 self.event(run.pod, Some(&c.name), false, "Killing", msg);
-                let grace = spec.termination_grace_period_seconds.unwrap_or(30);
-                if let Err(e) = self.cri.stop_container(&s.id, grace).await {
+                let grace = lifecycle::grace_period(run.pod);
+                let kill = self.kill(self.cri.clone(), run.pod, Some(c), &s.id, grace, run.pod_ip);
+                if let Err(e) = kill.await {
                     tracing::warn!(error = %e, "stop unhealthy container");
                 }
             }

@@ -222,6 +222,17 @@ impl Drop for Cluster {
 }
 
 impl Cluster {
+    /// The API server and our runtime (its tag as for [`start_runtime`]) in a temp dir named
+    /// from `prefix`; returns the runtime's socket, for [`Cluster::start_nodelet`].
+    pub async fn with_runtime(prefix: &str, tag: u8) -> (Cluster, PathBuf) {
+        let tmp = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+        let mut c = Cluster::start_api(tmp).await;
+        let runtime = start_runtime(c.tmp.path(), tag).await;
+        let socket = runtime.args.socket.clone();
+        c.runtime = Some(Box::new(runtime));
+        (c, socket)
+    }
+
     /// Starts the API server; the nodelet waits for [`Cluster::start_nodelet`].
     pub async fn start_api(tmp: tempfile::TempDir) -> Cluster {
         let shutdown = CancellationToken::new();
