@@ -62,8 +62,18 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-/// `VmRSS` and `VmHWM` of a process, in KiB.
-fn memory_kib(pid: u32) -> (u64, u64) {
+/// A process's memory from /proc/<pid>/status, in KiB.
+#[derive(Clone, Copy, Default)]
+struct Memory {
+    rss: u64,
+    hwm: u64,
+    /// Private anonymous pages: heap and stacks.
+    anon: u64,
+    /// File pages: the binary's text and data, libraries.
+    file: u64,
+}
+
+fn memory_kib(pid: u32) -> Memory {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
@@ -73,7 +83,12 @@ fn memory_kib(pid: u32) -> (u64, u64) {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
-    (field("VmRSS:"), field("VmHWM:"))
+    Memory {
+        rss: field("VmRSS:"),
+        hwm: field("VmHWM:"),
+        anon: field("RssAnon:"),
+        file: field("RssFile:"),
+    }
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -85,8 +100,10 @@ struct Figures {
     p50_ms: f64,
     p99_ms: f64,
     all_running_s: f64,
-    nodelet_rss_kib: u64,
-    nodelet_hwm_kib: u64,
+    /// The nodelet with the node registered and no pods.
+    idle: Memory,
+    /// The nodelet with every pod running.
+    loaded: Memory,
 }
 
 /// The CRI runtime under test: ours as a process, or a private containerd.
@@ -299,20 +316,21 @@ async fn round(
     let result = async {
         let nodes: Api<Node> = Api::all(client.clone());
         node_ready(&nodes, &node, Duration::from_secs(60)).await?;
+        let idle = memory_kib(nodelet.0.id());
         let namespaces: Api<Namespace> = Api::all(client.clone());
         let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": node}}))?;
         namespaces.create(&PostParams::default(), &ns).await?;
         let start = Instant::now();
         let mut lat = time_pods(client, &node, &node, count).await?;
         let all_running_s = start.elapsed().as_secs_f64();
-        let (rss, hwm) = memory_kib(nodelet.0.id());
+        let loaded = memory_kib(nodelet.0.id());
         lat.sort_by(f64::total_cmp);
         Ok::<_, anyhow::Error>(Figures {
             p50_ms: percentile(&lat, 50.0),
             p99_ms: percentile(&lat, 99.0),
             all_running_s,
-            nodelet_rss_kib: rss,
-            nodelet_hwm_kib: hwm,
+            idle,
+            loaded,
         })
     }
     .await;
@@ -340,18 +358,27 @@ async fn remove_pods(client: &kube::Client, ns: &str) {
 
 fn print(label: &str, f: &Figures, count: usize) {
     println!(
-        "{label:>10}: {count} pods  p50 {:>7.1} ms  p99 {:>7.1} ms  all Running in {:.2} s  nodelet RSS {:.1} MiB (peak {:.1} MiB)",
+        "{label:>10}: {count} pods  p50 {:>7.1} ms  p99 {:>7.1} ms  all Running in {:.2} s  nodelet RSS {:.1} MiB (peak {:.1}; anon {:.1}, file {:.1}; idle {:.1})",
         f.p50_ms,
         f.p99_ms,
         f.all_running_s,
-        f.nodelet_rss_kib as f64 / 1024.0,
-        f.nodelet_hwm_kib as f64 / 1024.0
+        mib(f.loaded.rss),
+        mib(f.loaded.hwm),
+        mib(f.loaded.anon),
+        mib(f.loaded.file),
+        mib(f.idle.rss),
     );
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
 }
 
 fn json_of(f: &Figures) -> serde_json::Value {
     json!({"p50_ms": f.p50_ms, "p99_ms": f.p99_ms, "all_running_s": f.all_running_s,
-           "nodelet_rss_kib": f.nodelet_rss_kib, "nodelet_hwm_kib": f.nodelet_hwm_kib})
+           "nodelet_rss_kib": f.loaded.rss, "nodelet_hwm_kib": f.loaded.hwm,
+           "nodelet_rss_anon_kib": f.loaded.anon, "nodelet_rss_file_kib": f.loaded.file,
+           "nodelet_idle_rss_kib": f.idle.rss})
 }
 
 fn main() -> anyhow::Result<()> {
