@@ -203,6 +203,9 @@ fn agent_embedded_proxy_removes_its_table_on_sigterm() {
         &ns.cgroup_parent,
         "--lease-duration",
         "8s",
+        // Tests send nothing beyond the machine: no outside names are forwarded.
+        "--resolv-conf",
+        "",
     ]
     .iter()
     .map(|s| s.to_string())

@@ -84,6 +84,13 @@ pub struct AgentArgs {
     /// Run no service proxy and no cluster DNS on this node (k3s' --disable-kube-proxy).
     #[arg(long)]
     pub disable_proxy: bool,
+    /// An upstream resolver (IP or IP:PORT) for names outside the cluster domain; repeat for
+    /// more. Default: the nameservers of --resolv-conf.
+    #[arg(long = "dns-upstream", value_name = "IP[:PORT]")]
+    pub dns_upstreams: Vec<String>,
+    /// The resolv.conf whose nameservers the cluster DNS forwards to; "" forwards nothing.
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    pub resolv_conf: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -174,6 +181,8 @@ impl AgentArgs {
                     dns_bind: ([0, 0, 0, 0], 10053).into(),
                     netns: None,
                     disable_dns: false,
+                    dns_upstreams: self.dns_upstreams.clone(),
+                    resolv_conf: self.resolv_conf.clone(),
                 })?),
             },
             cluster_dns: self.cluster_dns,

@@ -78,6 +78,10 @@ pub struct LocalAgentArgs {
     /// Node Lease duration of the local node.
     #[arg(long, default_value = "40s")]
     pub lease_duration: String,
+    /// The resolv.conf whose nameservers the local node's cluster DNS forwards other names
+    /// to; "" forwards nothing.
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    pub resolv_conf: String,
     /// Node status update period of the local node.
     #[arg(long, default_value = "10s")]
     pub status_update: String,
@@ -225,6 +229,7 @@ impl ServerConfig {
         args.node_ip = a.node_ip;
         args.images_dir = a.images_dir.clone();
         args.disable_proxy = a.disable_proxy;
+        args.resolv_conf = a.resolv_conf.clone();
         args.cluster_cidr = self.cluster_cidr.clone();
         Ok(Some(args))
     }

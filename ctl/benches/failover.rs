@@ -370,6 +370,8 @@ fn main() {
         nodes: 3,
         node_monitor_grace_period: "4s".into(),
         default_toleration_seconds: 2,
+        // Nothing leaves the machine: names outside the cluster are not forwarded.
+        resolv_conf: String::new(),
     };
     let result = rt.block_on(async {
         let mut state = cluster::up(&args).await.expect("cluster up");

@@ -1,10 +1,10 @@
 //! Flags of `minik8s proxy` and the resolved configuration.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::Error;
+use crate::{dns, Error};
 
 /// `minik8s proxy` flags.
 #[derive(clap::Args, Debug, Clone)]
@@ -36,6 +36,14 @@ pub struct Args {
     /// Do not serve cluster DNS (and do not redirect the cluster DNS IP).
     #[arg(long)]
     pub disable_dns: bool,
+    /// An upstream resolver (IP or IP:PORT) for names outside the cluster domain; repeat for
+    /// more. Default: the nameservers of --resolv-conf.
+    #[arg(long = "dns-upstream", value_name = "IP[:PORT]")]
+    pub dns_upstreams: Vec<String>,
+    /// The resolv.conf whose nameservers are the upstreams when no --dns-upstream is given;
+    /// "" forwards nothing (names outside the cluster domain are refused).
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    pub resolv_conf: String,
 }
 
 /// The proxy's configuration.
@@ -51,6 +59,8 @@ pub struct Config {
     pub netns: Option<PathBuf>,
     /// `None`: no DNS server.
     pub dns_bind: Option<SocketAddr>,
+    /// Where names outside the cluster domain are forwarded; none: they are refused.
+    pub dns_upstreams: Vec<SocketAddr>,
     /// How long to wait after a change for more changes before writing rules, so a burst of
     /// EndpointSlice updates (a rollout) costs one transaction, while one change still lands
     /// well within a second.
@@ -72,7 +82,30 @@ impl TryFrom<Args> for Config {
         c.cluster_domain = a.cluster_domain;
         c.dns_bind = (!a.disable_dns).then_some(a.dns_bind);
         c.netns = a.netns;
+        c.dns_upstreams = upstreams(&a.dns_upstreams, Path::new(&a.resolv_conf))?;
         Ok(c)
+    }
+}
+
+/// The flags' upstreams, else the resolv.conf's nameservers (none when it is unreadable: the
+/// cluster's own names still resolve).
+fn upstreams(flags: &[String], resolv_conf: &Path) -> Result<Vec<SocketAddr>, Error> {
+    if !flags.is_empty() {
+        return flags
+            .iter()
+            .map(|s| dns::forward::parse_upstream(s).map_err(Error::DnsUpstream))
+            .collect();
+    }
+    if resolv_conf.as_os_str().is_empty() {
+        return Ok(Vec::new());
+    }
+    match std::fs::read_to_string(resolv_conf) {
+        Ok(text) => Ok(dns::forward::nameservers(&text)),
+        Err(e) => {
+            tracing::warn!(path = %resolv_conf.display(), error = %e,
+                "no DNS upstreams: names outside the cluster domain will be refused");
+            Ok(Vec::new())
+        }
     }
 }
 
@@ -87,6 +120,8 @@ impl Config {
             cluster_domain: "cluster.local".into(),
             netns: None,
             dns_bind: Some(SocketAddr::from(([0, 0, 0, 0], 10053))),
+            // The binary's flags default to the host's resolv.conf; a library user opts in.
+            dns_upstreams: Vec::new(),
             debounce: Duration::from_millis(50),
             resync: Duration::from_secs(60),
         }
@@ -137,5 +172,30 @@ mod tests {
         assert!(parse_cidr("10.244.0.0").is_err());
         assert!(parse_cidr("10.244.0.0/33").is_err());
         assert!(parse_cidr("x/8; flush ruleset").is_err());
+    }
+
+    #[test]
+    fn upstreams_from_flags_else_the_resolv_conf() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("resolv.conf");
+        std::fs::write(&conf, "search lan\nnameserver 192.0.2.53\n").unwrap();
+        let flags = ["127.0.0.1:5353".to_string()];
+        assert_eq!(
+            upstreams(&flags, &conf).unwrap(),
+            ["127.0.0.1:5353".parse().unwrap()]
+        );
+        assert_eq!(
+            upstreams(&[], &conf).unwrap(),
+            ["192.0.2.53:53".parse().unwrap()]
+        );
+        assert!(upstreams(&[], Path::new("")).unwrap().is_empty());
+        assert!(upstreams(&[], &dir.path().join("missing"))
+            .unwrap()
+            .is_empty());
+        let err = upstreams(&["dns.example".to_string()], &conf).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid DNS upstream \"dns.example\": expected IP or IP:PORT"
+        );
     }
 }

@@ -30,6 +30,8 @@ use tokio_util::sync::CancellationToken;
 pub enum Error {
     #[error("invalid cluster CIDR {0:?}: expected a.b.c.d/n")]
     Cidr(String),
+    #[error("{0}")]
+    DnsUpstream(String),
     #[error("reading kubeconfig {path}: {message}")]
     Kubeconfig { path: String, message: String },
     #[error(transparent)]
@@ -65,10 +67,13 @@ pub async fn start(
     let mut dns_addr = None;
     let mut dns_task = None;
     if let Some(bind) = config.dns_bind {
-        let handler = dns::Handler::new(&config.cluster_domain, snapshot_rx);
+        let forwarder = dns::forward::Forwarder::new(config.dns_upstreams.clone());
+        let handler =
+            dns::Handler::new(&config.cluster_domain, snapshot_rx).forwarding_to(forwarder);
         let server = dns::DnsServer::bind(bind, config.netns.as_deref(), handler).await?;
         dns_addr = Some(server.local_addr());
-        tracing::info!(addr = %server.local_addr(), "cluster DNS listening");
+        tracing::info!(addr = %server.local_addr(), upstreams = ?config.dns_upstreams,
+            "cluster DNS listening");
         dns_task = Some(tokio::spawn(server.serve(shutdown.clone())));
     }
     let opts = nft::Options {

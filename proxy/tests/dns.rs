@@ -74,6 +74,26 @@ fn ask_tcp(server: SocketAddr, name: &str, rtype: RecordType) -> Reply {
     decode(&buf)
 }
 
+/// Asks `server` from inside the network namespace at `path`, over TCP or UDP.
+fn ask_in(
+    path: std::path::PathBuf,
+    server: SocketAddr,
+    name: &'static str,
+    rtype: RecordType,
+    tcp: bool,
+) -> tokio::task::JoinHandle<Reply> {
+    tokio::task::spawn_blocking(move || {
+        let ns = support::netns::NetnsThread(path);
+        ns.run(move || {
+            if tcp {
+                ask_tcp(server, name, rtype)
+            } else {
+                ask_udp(server, name, rtype)
+            }
+        })
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dns_answers_a_srv_headless_and_refuses_other_zones() {
     within(
@@ -120,17 +140,7 @@ async fn dns_answers_a_srv_headless_and_refuses_other_zones() {
             let server = running.dns_addr.expect("DNS enabled");
             let path = ns.path();
             let ask = move |name: &'static str, rtype: RecordType, tcp: bool| {
-                let path = path.clone();
-                tokio::task::spawn_blocking(move || {
-                    let ns = support::netns::NetnsThread(path);
-                    ns.run(move || {
-                        if tcp {
-                            ask_tcp(server, name, rtype)
-                        } else {
-                            ask_udp(server, name, rtype)
-                        }
-                    })
-                })
+                ask_in(path.clone(), server, name, rtype, tcp)
             };
 
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -206,6 +216,149 @@ async fn dns_answers_a_srv_headless_and_refuses_other_zones() {
                 );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+            shutdown.cancel();
+            running.task.await.unwrap().expect("proxy stops cleanly");
+        },
+    )
+    .await;
+}
+
+/// A real DNS server on loopback standing in for the host's resolver: `example.com` has one
+/// A record, `big.example.com` 60 (too many for a 512-byte UDP answer: over UDP it answers
+/// truncated and empty, over TCP whole), names under cluster.local one, anything else is
+/// NXDOMAIN. Counts the TCP queries.
+struct Upstream {
+    addr: SocketAddr,
+    tcp_queries: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+fn upstream_answer(query: &[u8], over_tcp: bool) -> Vec<u8> {
+    let q = Message::from_vec(query).expect("a query");
+    let mut m = Message::response(q.metadata.id, q.metadata.op_code);
+    m.metadata.recursion_desired = q.metadata.recursion_desired;
+    m.metadata.recursion_available = true;
+    m.add_queries(q.queries.clone());
+    let name = q.queries[0].name().clone();
+    let a = |i: u8| {
+        hickory_proto::rr::Record::from_rdata(
+            name.clone(),
+            60,
+            RData::A(hickory_proto::rr::rdata::A(Ipv4Addr::new(192, 0, 2, i))),
+        )
+    };
+    match name.to_ascii().as_str() {
+        "example.com." => {
+            m.add_answer(a(1));
+        }
+        "big.example.com." if over_tcp => {
+            m.add_answers((1..=60).map(a));
+        }
+        "big.example.com." => m.metadata.truncation = true,
+        // Were the cluster's names forwarded, they would get this answer.
+        n if n.ends_with(".cluster.local.") => {
+            m.add_answer(a(99));
+        }
+        _ => m.metadata.response_code = ResponseCode::NXDomain,
+    }
+    m.to_vec().unwrap()
+}
+
+impl Upstream {
+    async fn start() -> Upstream {
+        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = udp.local_addr().unwrap();
+        let tcp = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let tcp_queries = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            while let Ok((n, from)) = udp.recv_from(&mut buf).await {
+                let _ = udp.send_to(&upstream_answer(&buf[..n], false), from).await;
+            }
+        });
+        let count = tcp_queries.clone();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut s, _)) = tcp.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut len = [0u8; 2];
+                if s.read_exact(&mut len).await.is_err() {
+                    continue;
+                }
+                let mut q = vec![0u8; u16::from_be_bytes(len) as usize];
+                if s.read_exact(&mut q).await.is_err() {
+                    continue;
+                }
+                let answer = upstream_answer(&q, true);
+                let _ = s.write_all(&(answer.len() as u16).to_be_bytes()).await;
+                let _ = s.write_all(&answer).await;
+            }
+        });
+        Upstream { addr, tcp_queries }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_forwards_names_outside_the_zone_to_the_first_upstream_that_answers() {
+    within(
+        "DNS forwarding scenario (a hang means an answer never came back)",
+        60,
+        async {
+            let api = Apiserver::start().await;
+            let upstream = Upstream::start().await;
+            // The first upstream never answers (a bound socket nobody reads): the query
+            // moves on to the next one after its timeout.
+            let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let ns = Netns::new("dnsfwd");
+            let mut config = minik8s_proxy::Config::new(api.kubeconfig.clone(), &ns.name);
+            config.netns = Some(ns.path());
+            config.dns_bind = Some("127.0.0.1:0".parse().unwrap());
+            config.dns_upstreams = vec![silent.local_addr().unwrap(), upstream.addr];
+            let shutdown = CancellationToken::new();
+            let running = minik8s_proxy::start(api.client.clone(), config, shutdown.clone())
+                .await
+                .expect("proxy starts");
+            let server = running.dns_addr.expect("DNS enabled");
+            let ask = |name, rtype, tcp| ask_in(ns.path(), server, name, rtype, tcp);
+
+            let r = ask("example.com.", RecordType::A, false).await.unwrap();
+            assert_eq!(
+                (r.code, r.a),
+                (
+                    Some(ResponseCode::NoError),
+                    vec![Ipv4Addr::new(192, 0, 2, 1)]
+                ),
+                "relayed from the upstream that answers"
+            );
+            let r = ask("example.com.", RecordType::A, true).await.unwrap();
+            assert_eq!(r.a, [Ipv4Addr::new(192, 0, 2, 1)], "asked over TCP too");
+            let r = ask("missing.example.com.", RecordType::A, false)
+                .await
+                .unwrap();
+            assert_eq!(
+                r.code,
+                Some(ResponseCode::NXDomain),
+                "the upstream's NXDOMAIN"
+            );
+            let before = upstream
+                .tcp_queries
+                .load(std::sync::atomic::Ordering::SeqCst);
+            let r = ask("big.example.com.", RecordType::A, true).await.unwrap();
+            assert_eq!(
+                r.a.len(),
+                60,
+                "a truncated UDP answer is asked again over TCP"
+            );
+            assert!(
+                upstream
+                    .tcp_queries
+                    .load(std::sync::atomic::Ordering::SeqCst)
+                    > before
+            );
+            // The cluster's own names are still answered here, never forwarded.
+            let r = ask("nope.default.svc.cluster.local.", RecordType::A, false)
+                .await
+                .unwrap();
+            assert_eq!(r.code, Some(ResponseCode::NXDomain));
             shutdown.cancel();
             running.task.await.unwrap().expect("proxy stops cleanly");
         },

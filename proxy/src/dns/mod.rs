@@ -7,7 +7,11 @@
 //! node (`redirect to :<port>`: the address of the interface the packet came in on — the pod
 //! bridge's gateway — or 127.0.0.1 for the node's own processes). So every node answers its
 //! pods locally, no Service object or DNS pod is needed, and the listener binds 0.0.0.0:<port>.
+//!
+//! Names outside the zone are relayed to upstream resolvers ([`forward`]; the host's
+//! resolv.conf by default), or refused when there are none.
 
+pub mod forward;
 pub mod records;
 
 use std::net::SocketAddr;
@@ -26,6 +30,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::model::Snapshot;
+use forward::Forwarder;
 use records::{Answer, Kind, TTL};
 
 #[derive(Debug, thiserror::Error)]
@@ -44,13 +49,47 @@ pub enum DnsError {
 pub struct Handler {
     zone: String,
     snapshot: watch::Receiver<Arc<Snapshot>>,
+    forwarder: Forwarder,
+}
+
+/// A response's sections besides the question.
+#[derive(Default)]
+struct Sections {
+    answers: Vec<Record>,
+    authorities: Vec<Record>,
+    additionals: Vec<Record>,
 }
 
 impl Handler {
+    /// A handler that forwards nothing (see [`Handler::forwarding_to`]).
     pub fn new(zone: &str, snapshot: watch::Receiver<Arc<Snapshot>>) -> Handler {
         Handler {
             zone: zone.trim_end_matches('.').to_ascii_lowercase(),
             snapshot,
+            forwarder: Forwarder::default(),
+        }
+    }
+
+    /// Names outside the zone go to `forwarder`'s upstreams.
+    pub fn forwarding_to(mut self, forwarder: Forwarder) -> Handler {
+        self.forwarder = forwarder;
+        self
+    }
+
+    /// The upstream's answer to a query outside the zone, relayed whole; SERVFAIL when no
+    /// upstream answered.
+    async fn relay(&self, request: &Request, metadata: &mut Metadata) -> Sections {
+        let Some(m) = self.forwarder.forward(request.as_slice()).await else {
+            metadata.response_code = ResponseCode::ServFail;
+            return Sections::default();
+        };
+        metadata.response_code = m.metadata.response_code;
+        metadata.recursion_available = m.metadata.recursion_available;
+        metadata.authentic_data = m.metadata.authentic_data;
+        Sections {
+            answers: m.answers,
+            authorities: m.authorities,
+            additionals: m.additionals,
         }
     }
 
@@ -108,12 +147,21 @@ impl RequestHandler for Handler {
             Err(_) => (Vec::new(), ResponseCode::FormErr),
         };
         metadata.response_code = code;
+        let sections = if code == ResponseCode::Refused && self.forwarder.is_enabled() {
+            metadata.authoritative = false;
+            self.relay(request, &mut metadata).await
+        } else {
+            Sections {
+                answers,
+                ..Sections::default()
+            }
+        };
         let response = MessageResponseBuilder::from_message_request(request).build(
             metadata,
-            answers.iter(),
+            sections.answers.iter(),
+            sections.authorities.iter(),
             [],
-            [],
-            [],
+            sections.additionals.iter(),
         );
         match response_handle.send_response(response).await {
             Ok(info) => info,

@@ -8,7 +8,8 @@
 //! - A name of the zone that exists with another type (AAAA for an IPv4 Service, or the zone's
 //!   inner nodes `<ns>.svc.<zone>`) → NOERROR without records, so resolvers asking A and AAAA
 //!   together do not give up; anything else in the zone → NXDOMAIN.
-//! - Names outside the zone → REFUSED: this server forwards nothing.
+//! - Names outside the zone → REFUSED, which the handler turns into a forwarded query when it
+//!   has upstreams (`dns::forward`).
 //!
 //! Pure over a [`Snapshot`], so every case is a unit test.
 

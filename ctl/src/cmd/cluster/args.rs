@@ -1,5 +1,7 @@
 //! Flags of `minictl cluster …`.
 
+use std::path::PathBuf;
+
 use clap::{Args, Subcommand};
 
 /// The default cluster name.
@@ -47,6 +49,10 @@ pub struct UpArgs {
     /// pod: how long pods stay on a failed node before eviction (Kubernetes: 300).
     #[arg(long, default_value_t = 300)]
     pub default_toleration_seconds: i64,
+    /// The resolv.conf whose nameservers the nodes' cluster DNS forwards other names to;
+    /// "" forwards nothing.
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    pub resolv_conf: String,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -105,6 +111,11 @@ mod tests {
         assert_eq!(defaults.cluster.name, DEFAULT_NAME);
         assert_eq!(defaults.node_monitor_grace_period, "40s");
         assert_eq!(defaults.default_toleration_seconds, 300);
+        assert_eq!(defaults.resolv_conf, "/etc/resolv.conf");
+        let ClusterCommand::Up(off) = parse(&["up", "--resolv-conf", ""]).unwrap() else {
+            panic!("not up");
+        };
+        assert_eq!(off.resolv_conf, "", "an empty value turns forwarding off");
 
         assert!(parse(&["up", "--node-monitor-grace-period", "soon"]).is_err());
         assert!(parse(&["up", "--nodes", "0"]).is_err());

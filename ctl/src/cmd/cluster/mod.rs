@@ -146,6 +146,7 @@ pub async fn up(a: &UpArgs) -> Result<ClusterState, ClusterError> {
         bridge: state::bridge_name(name, index),
         node_monitor_grace_period: a.node_monitor_grace_period.clone(),
         default_toleration_seconds: a.default_toleration_seconds,
+        resolv_conf: a.resolv_conf.clone(),
         control_plane: Vec::new(),
         nodes: Vec::new(),
     };

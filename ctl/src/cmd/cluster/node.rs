@@ -158,6 +158,8 @@ pub fn start(state: &ClusterState, node: &NodeState) -> Result<Vec<Proc>, Cluste
             node.name.clone().into(),
             "--cluster-cidr".into(),
             state.cluster_cidr().into(),
+            "--resolv-conf".into(),
+            state.resolv_conf.clone().into(),
         ],
         netns: ns,
         log: state.logs_dir().join(format!("{}-proxy.log", node.name)),

@@ -61,8 +61,15 @@ pub struct ClusterState {
     pub bridge: String,
     pub node_monitor_grace_period: String,
     pub default_toleration_seconds: i64,
+    /// What the nodes' cluster DNS forwards to (`cluster up --resolv-conf`).
+    #[serde(default = "default_resolv_conf")]
+    pub resolv_conf: String,
     pub control_plane: Vec<Proc>,
     pub nodes: Vec<NodeState>,
+}
+
+fn default_resolv_conf() -> String {
+    "/etc/resolv.conf".into()
 }
 
 impl ClusterState {
