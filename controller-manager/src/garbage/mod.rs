@@ -59,6 +59,12 @@ pub enum GarbageError {
         dependent: String,
         source: kube::Error,
     },
+    #[error("listing {kind} objects owned by {owner}: {source}")]
+    Dependents {
+        kind: &'static str,
+        owner: String,
+        source: kube::Error,
+    },
     #[error("removing finalizer {finalizer} from {object}: {source}")]
     Finalizer {
         object: String,
