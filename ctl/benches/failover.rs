@@ -79,13 +79,25 @@ fn cluster_mem(
     measure: fn(i32) -> Option<u64>,
 ) -> (u64, BTreeMap<String, u64>) {
     let mut by_component: BTreeMap<String, u64> = BTreeMap::new();
+    // Every component must be running: a process that is gone would count as no memory
+    // (seen: a stale release binary refusing a newer flag).
+    let running = |p: &minictl::cmd::cluster::state::Proc| {
+        measure(p.pid).unwrap_or_else(|| {
+            panic!(
+                "{} (pid {}) is not running; is {} current? (cargo build --release -p minik8s)",
+                p.component,
+                p.pid,
+                std::env::var("MINIK8S_BIN").unwrap_or_default()
+            )
+        })
+    };
     for p in &state.control_plane {
-        *by_component.entry(p.component.clone()).or_default() += measure(p.pid).unwrap_or(0);
+        *by_component.entry(p.component.clone()).or_default() += running(p);
     }
     for n in &state.nodes {
         let recorded: Vec<i32> = n.procs.iter().map(|p| p.pid).collect();
         for p in &n.procs {
-            *by_component.entry(p.component.clone()).or_default() += measure(p.pid).unwrap_or(0);
+            *by_component.entry(p.component.clone()).or_default() += running(p);
         }
         for pid in netns::pids_in(&n.netns)
             .into_iter()

@@ -1,7 +1,7 @@
 //! Container lifecycle hooks end to end: postStart runs before the container is reported
 //! running, preStop runs before SIGTERM when the pod is deleted, a failed postStart kills and
-//! restarts the container, a failed preStop does not keep the pod from going; each failure is
-//! an event. What the hooks and the container did is written to a hostPath file the test
+//! restarts the container, a failed preStop does not keep the pod from going, a postStart
+//! that hangs does not keep the pod from being deleted; each failure is an event. What the hooks and the container did is written to a hostPath file the test
 //! reads, so the order is the order things happened in.
 //!
 //! One node with real processes: the API server, our CRI runtime and the nodelet (see
@@ -103,7 +103,7 @@ async fn scenario() {
     c.start_nodelet(&socket).await;
     let pods = c.pods();
     let pp = PostParams::default();
-    let dirs: Vec<_> = ["ordered", "bad-post", "bad-pre"]
+    let dirs: Vec<_> = ["ordered", "bad-post", "bad-pre", "hanging"]
         .iter()
         .map(|n| {
             let d = c.tmp.path().join(n);
@@ -124,7 +124,10 @@ async fn scenario() {
     // A preStop that fails: the pod still stops, with SIGTERM after the hook.
     let bad_pre = json!({"preStop": exec("echo prestop >> /hooks/log; exit 4")});
     let bad_pre = pod("bad-pre", &c.node, &dirs[2], SERVER, bad_pre);
-    for p in [&ordered, &bad_post, &bad_pre] {
+    // A postStart that never returns: the pod's deletion ends it.
+    let hanging = json!({"postStart": exec("echo poststart >> /hooks/log; sleep 3600")});
+    let hanging = pod("hanging", &c.node, &dirs[3], SERVER, hanging);
+    for p in [&ordered, &bad_post, &bad_pre, &hanging] {
         pods.create(&pp, p).await.unwrap();
     }
 
@@ -176,5 +179,26 @@ async fn scenario() {
     );
 
     delete_and_wait_gone(&pods, "bad-post").await;
+
+    let hang_log = dirs[3].join("log");
+    for _ in 0..150 {
+        if lines(&hang_log).contains(&"poststart".to_string()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut started = lines(&hang_log);
+    started.sort();
+    assert_eq!(
+        started,
+        ["main", "poststart"],
+        "the container and its hook run"
+    );
+    let hung = pods.get("hanging").await.unwrap();
+    assert!(
+        !cluster::all_running(&hung),
+        "not reported running while its postStart hook runs"
+    );
+    delete_and_wait_gone(&pods, "hanging").await;
     c.stop().await;
 }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use tokio::sync::watch;
 
 use super::probes;
 use super::spec;
@@ -120,7 +121,18 @@ impl Worker {
             container_id: id,
             pod_ip,
         };
-        let Err(msg) = run(handler, pod, c, target, Duration::ZERO).await else {
+        // The hook has no time limit, as in Kubernetes; the pod's deletion ends a hook that
+        // hangs (the kubelet cancels the sync of a pod it is to kill).
+        let deleted = deletion(self.updates.clone());
+        let result = tokio::select! {
+            r = run(handler, pod, c, target, Duration::ZERO) => r,
+            _ = deleted => {
+                tracing::info!(pod = %spec::name(pod), container = %c.name,
+                    "postStart hook abandoned: the pod is being deleted");
+                return true;
+            }
+        };
+        let Err(msg) = result else {
             return true;
         };
         tracing::warn!(pod = %spec::name(pod), container = %c.name, error = %msg, "postStart hook failed");
@@ -171,6 +183,27 @@ impl Worker {
             grace = (grace - used).max(MIN_GRACE_SECONDS);
         }
         cri.stop_container(id, grace).await
+    }
+}
+
+/// Resolves once the pod has a deletionTimestamp; never without a receiver or once the
+/// worker's sender is gone (the worker is being stopped then anyway).
+async fn deletion(updates: Option<watch::Receiver<Pod>>) {
+    let Some(mut updates) = updates else {
+        return std::future::pending().await;
+    };
+    loop {
+        if updates
+            .borrow_and_update()
+            .metadata
+            .deletion_timestamp
+            .is_some()
+        {
+            return;
+        }
+        if updates.changed().await.is_err() {
+            return std::future::pending().await;
+        }
     }
 }
 

@@ -42,6 +42,9 @@ pub struct Worker {
     rejection: Option<admission::Rejection>,
     /// When the configMap and secret volumes were last projected.
     projected_at: Option<Instant>,
+    /// The pod as the API shows it, for what must notice its deletion mid-sync (a postStart
+    /// hook that hangs).
+    pub(super) updates: Option<watch::Receiver<Pod>>,
 }
 
 impl Worker {
@@ -56,6 +59,7 @@ impl Worker {
             last_status: None,
             rejection: None,
             projected_at: None,
+            updates: None,
         }
     }
 
@@ -72,6 +76,7 @@ impl Worker {
         cancel: CancellationToken,
         done: mpsc::UnboundedSender<String>,
     ) {
+        self.updates = Some(pod.clone());
         let mut tick = tokio::time::interval(self.ctx.config.relist);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -1,7 +1,5 @@
 //! Flags of `minictl cluster …`.
 
-use std::path::PathBuf;
-
 use clap::{Args, Subcommand};
 
 /// The default cluster name.
