@@ -8,9 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use minik8s_api::kubeconfig::{self, KubeconfigSpec};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::token::{ca_hash, JoinToken};
@@ -150,7 +148,7 @@ pub async fn join(
 
 /// `GET /cacerts` without verifying the server.
 pub async fn fetch_ca(server: &ServerUrl) -> Result<Vec<u8>, JoinError> {
-    let config = client_config(Arc::new(AcceptAnyServer::new()));
+    let config = minik8s_api::tls::unverified_client_config();
     let (status, body) = get(server, config, "/cacerts", None).await?;
     if status != 200 {
         return Err(JoinError::Status {
@@ -203,15 +201,6 @@ fn connect_error(server: &ServerUrl, e: impl std::fmt::Display) -> JoinError {
         server: server.url.clone(),
         message: e.to_string(),
     }
-}
-
-fn client_config(verifier: Arc<AcceptAnyServer>) -> rustls::ClientConfig {
-    rustls::ClientConfig::builder_with_provider(verifier.provider.clone())
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth()
 }
 
 /// One HTTP/1.1 GET over TLS (`Connection: close`): the status code and the body.
@@ -284,68 +273,6 @@ fn parse_response(raw: &[u8]) -> Option<(u16, Vec<u8>)> {
         }
         out.extend_from_slice(rest.get(..size)?);
         rest = rest.get(size + 2..)?;
-    }
-}
-
-/// Accepts any server certificate (the CA is checked by its pinned hash instead), while still
-/// checking the handshake signature so the connection itself is sound.
-#[derive(Debug)]
-struct AcceptAnyServer {
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl AcceptAnyServer {
-    fn new() -> AcceptAnyServer {
-        AcceptAnyServer {
-            provider: Arc::new(rustls::crypto::ring::default_provider()),
-        }
-    }
-}
-
-impl ServerCertVerifier for AcceptAnyServer {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
     }
 }
 

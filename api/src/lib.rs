@@ -1,7 +1,8 @@
 //! The shared model every minik8s component builds on, on top of `k8s-openapi`:
 //! which resources exist (group, version, kind, plural, scope), label and field
-//! selectors, resource quantities, kubeconfig files, this host's addresses, and a
-//! reflector cache whose readiness many tasks can await.
+//! selectors, resource quantities, kubeconfig files, this host's addresses, a
+//! reflector cache whose readiness many tasks can await, and the one TLS client that
+//! skips certificate verification where Kubernetes does.
 
 pub mod duration;
 pub mod host;
@@ -10,3 +11,4 @@ pub mod quantity;
 pub mod ready_store;
 pub mod resource;
 pub mod selector;
+pub mod tls;

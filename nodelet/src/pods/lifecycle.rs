@@ -9,8 +9,8 @@
 //!   period SIGTERM then has (at least 2 s, the kubelet's minimum); a failure
 //!   (`FailedPreStopHook`) does not stop the kill.
 //!
-//! Handlers: `exec` through CRI ExecSync, `httpGet` (any HTTP response is success, as for the
-//! kubelet: only a failed request fails the hook), `sleep`. `tcpSocket` is accepted by the API
+//! Handlers: `exec` through CRI ExecSync, `httpGet` (`http_action`; any HTTP response is
+//! success, as for the kubelet: only a failed request fails the hook), `sleep`. `tcpSocket` is accepted by the API
 //! for compatibility but, as in Kubernetes, cannot run.
 
 use std::time::{Duration, Instant};
@@ -19,6 +19,7 @@ use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tokio::sync::watch;
 
+use super::http_action::{self, HttpGet};
 use super::probes;
 use super::spec;
 use super::worker::Worker;
@@ -73,9 +74,6 @@ pub async fn run(
     if let Some(h) = &handler.http_get {
         let path = h.path.clone().unwrap_or_default();
         let fail = |e: String| format!("HTTP lifecycle hook ({path}) {who} failed - error: {e}");
-        if h.scheme.as_deref() == Some("HTTPS") {
-            return Err(fail("scheme HTTPS is not supported by this nodelet".into()));
-        }
         let host = h
             .host
             .clone()
@@ -89,10 +87,15 @@ pub async fn run(
             p => probes::port(c, p).map_err(fail)?,
         };
         let target = format!("/{}", path.trim_start_matches('/'));
-        return probes::http_get(&host, port, &target, "kube-lifecycle")
-            .await
-            .map(|_| ())
-            .map_err(fail);
+        let get = HttpGet {
+            https: h.scheme.as_deref() == Some("HTTPS"),
+            host: &host,
+            port,
+            path: &target,
+            agent: "kube-lifecycle",
+            headers: http_action::header_pairs(h.http_headers.as_deref()),
+        };
+        return get.send().await.map(|_| ()).map_err(fail);
     }
     if let Some(s) = &handler.sleep {
         tokio::time::sleep(Duration::from_secs(s.seconds.max(0) as u64)).await;

@@ -1,13 +1,14 @@
-//! Liveness, readiness and startup probes (exec through ExecSync, httpGet to the pod IP,
-//! tcpSocket) with their timing fields, as the kubelet's prober runs them.
+//! Liveness, readiness and startup probes (exec through ExecSync, httpGet to the pod IP over
+//! HTTP or HTTPS with the action's headers (`http_action`), tcpSocket) with their timing
+//! fields, as the kubelet's prober runs them.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::core::v1::{Container, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::http_action::{self, HttpGet};
 use crate::cri::Cri;
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -190,9 +191,17 @@ async fn execute(
         let host = h.host.clone().unwrap_or_else(|| t.pod_ip.to_string());
         let port = port(c, &h.port)?;
         let path = h.path.clone().unwrap_or_else(|| "/".into());
-        let code = tokio::time::timeout(timeout, http_get(&host, port, &path, "kube-probe"))
+        let get = HttpGet {
+            https: h.scheme.as_deref() == Some("HTTPS"),
+            host: &host,
+            port,
+            path: &path,
+            agent: "kube-probe",
+            headers: http_action::header_pairs(h.http_headers.as_deref()),
+        };
+        let code = tokio::time::timeout(timeout, get.send())
             .await
-            .map_err(|_| format!("Get http://{host}:{port}{path}: timeout"))??;
+            .map_err(|_| format!("Get {host}:{port}{path}: timeout"))??;
         // The kubelet's rule: 200 ≤ status < 400 succeeds.
         return if (200..400).contains(&code) {
             Ok(())
@@ -226,41 +235,4 @@ pub(super) fn port(c: &Container, p: &IntOrString) -> Result<u16, String> {
             .and_then(|cp| u16::try_from(cp.container_port).ok())
             .ok_or_else(|| format!("no port named {name:?}")),
     }
-}
-
-/// A GET to `host:port` and `path` as `agent` (kube-probe, kube-lifecycle); the response's
-/// status code.
-pub(super) async fn http_get(
-    host: &str,
-    port: u16,
-    path: &str,
-    agent: &str,
-) -> Result<u16, String> {
-    let url = format!("http://{host}:{port}{path}");
-    let mut s = tokio::net::TcpStream::connect((host, port))
-        .await
-        .map_err(|e| format!("Get {url}: {e}"))?;
-    let req = format!(
-        "GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nUser-Agent: {agent}/1.32\r\nAccept: */*\r\n\r\n"
-    );
-    s.write_all(req.as_bytes())
-        .await
-        .map_err(|e| format!("Get {url}: {e}"))?;
-    let mut buf = vec![0u8; 256];
-    let mut n = 0;
-    while n < 12 {
-        let r = s
-            .read(&mut buf[n..])
-            .await
-            .map_err(|e| format!("Get {url}: {e}"))?;
-        if r == 0 {
-            break;
-        }
-        n += r;
-    }
-    let line = String::from_utf8_lossy(&buf[..n]);
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("Get {url}: malformed response"))
 }
