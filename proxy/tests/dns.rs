@@ -52,9 +52,13 @@ fn decode(bytes: &[u8]) -> Reply {
     r
 }
 
+/// How long a query waits for its answer: glibc's resolver default, longer than one silent
+/// upstream's turn (2 s) before the forwarder asks the next.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
 fn ask_udp(server: SocketAddr, name: &str, rtype: RecordType) -> Reply {
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    sock.set_read_timeout(Some(ANSWER_TIMEOUT)).unwrap();
     sock.send_to(&encode(name, rtype), server).unwrap();
     let mut buf = [0u8; 4096];
     let (n, _) = sock.recv_from(&mut buf).expect("a UDP answer");
@@ -63,7 +67,7 @@ fn ask_udp(server: SocketAddr, name: &str, rtype: RecordType) -> Reply {
 
 fn ask_tcp(server: SocketAddr, name: &str, rtype: RecordType) -> Reply {
     let mut s = std::net::TcpStream::connect(server).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.set_read_timeout(Some(ANSWER_TIMEOUT)).unwrap();
     let msg = encode(name, rtype);
     s.write_all(&(msg.len() as u16).to_be_bytes()).unwrap();
     s.write_all(&msg).unwrap();
