@@ -10,8 +10,8 @@
 //!   (`FailedPreStopHook`) does not stop the kill.
 //!
 //! Handlers: `exec` through CRI ExecSync, `httpGet` (`http_action`; any HTTP response is
-//! success, as for the kubelet: only a failed request fails the hook), `sleep`. `tcpSocket` is accepted by the API
-//! for compatibility but, as in Kubernetes, cannot run.
+//! success, as for the kubelet: only a failed request fails the hook), `sleep`. `tcpSocket`
+//! is accepted by the API for compatibility but, as in Kubernetes, cannot run.
 
 use std::time::{Duration, Instant};
 
@@ -36,8 +36,8 @@ pub struct Target<'a> {
     pub pod_ip: &'a str,
 }
 
-/// Runs `handler` for `hook` ("PostStart", "PreStop"); the error is the kubelet's message,
-/// which goes into the event. `limit` bounds an exec in the runtime (0: none).
+/// Runs a postStart or preStop `handler` for container `c`; the error is the kubelet's
+/// message, which goes into the event. `limit` bounds an exec in the runtime (0: none).
 pub async fn run(
     handler: &LifecycleHandler,
     pod: &Pod,
