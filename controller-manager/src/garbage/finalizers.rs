@@ -20,7 +20,6 @@ use super::graph::{Entry, Item, Uid, FOREGROUND, ORPHAN};
 use super::monitors;
 use super::{unless_gone, Ctx, GarbageError};
 use crate::owner::owner_refs_patch;
-use minik8s_api::resource::ResourceInfo;
 
 pub async fn delete_dependents(ctx: &Ctx, item: &Item) -> Result<(), GarbageError> {
     let mut blocking = 0;
@@ -35,8 +34,9 @@ pub async fn delete_dependents(ctx: &Ctx, item: &Item) -> Result<(), GarbageErro
         debug!(owner = %item.entry.describe(), blocking, "waiting for dependents");
         return Ok(());
     }
-    let unseen = live_dependents(ctx, &item.uid, &item.entry).await?;
-    let unseen_blocking = unseen
+    // None blocks in the graph: any the API server still has, the graph has not seen yet.
+    let live = live_dependents(ctx, &item.uid, &item.entry).await?;
+    let unseen_blocking = live
         .iter()
         .filter(|(_, d)| d.owners.iter().any(|o| o.uid == item.uid && o.block))
         .count();
@@ -81,7 +81,11 @@ async fn live_dependents(
         let list = monitors::api(&ctx.client, kind, ns)
             .list_metadata(&ListParams::default())
             .await
-            .map_err(|source| list_error(kind, entry, source))?;
+            .map_err(|source| GarbageError::Dependents {
+                kind: kind.kind,
+                owner: entry.describe(),
+                source,
+            })?;
         out.extend(
             list.items
                 .iter()
@@ -90,14 +94,6 @@ async fn live_dependents(
         );
     }
     Ok(out)
-}
-
-fn list_error(kind: &ResourceInfo, owner: &Entry, source: kube::Error) -> GarbageError {
-    GarbageError::Dependents {
-        kind: kind.kind,
-        owner: owner.describe(),
-        source,
-    }
 }
 
 /// Removes `finalizer` from the object, as it is now (read live, written back guarded by

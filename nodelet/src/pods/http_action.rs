@@ -5,32 +5,47 @@
 
 use std::sync::{Arc, OnceLock};
 
-use k8s_openapi::api::core::v1::HTTPHeader;
+use k8s_openapi::api::core::v1::HTTPGetAction;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// One request.
 pub struct HttpGet<'a> {
-    pub https: bool,
-    pub host: &'a str,
-    pub port: u16,
-    pub path: &'a str,
+    https: bool,
+    host: &'a str,
+    port: u16,
+    path: &'a str,
     /// `kube-probe` or `kube-lifecycle`: the User-Agent's product.
-    pub agent: &'static str,
-    pub headers: Vec<(String, String)>,
+    agent: &'static str,
+    headers: Vec<(String, String)>,
 }
 
-/// An action's `httpHeaders` as (name, value) pairs.
-pub fn header_pairs(headers: Option<&[HTTPHeader]>) -> Vec<(String, String)> {
-    headers
-        .unwrap_or_default()
-        .iter()
-        .map(|h| (h.name.clone(), h.value.clone()))
-        .collect()
-}
+impl<'a> HttpGet<'a> {
+    /// The request of `action` (its scheme and headers) to `host:port` and `path`, which
+    /// the caller resolved (probes and hooks default them differently).
+    pub fn for_action(
+        action: &HTTPGetAction,
+        host: &'a str,
+        port: u16,
+        path: &'a str,
+        agent: &'static str,
+    ) -> HttpGet<'a> {
+        HttpGet {
+            https: action.scheme.as_deref() == Some("HTTPS"),
+            host,
+            port,
+            path,
+            agent,
+            headers: action
+                .http_headers
+                .iter()
+                .flatten()
+                .map(|h| (h.name.clone(), h.value.clone()))
+                .collect(),
+        }
+    }
 
-impl HttpGet<'_> {
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         let scheme = if self.https { "https" } else { "http" };
         format!("{scheme}://{}:{}{}", self.host, self.port, self.path)
     }

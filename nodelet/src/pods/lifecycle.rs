@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tokio::sync::watch;
 
-use super::http_action::{self, HttpGet};
+use super::http_action::HttpGet;
 use super::probes;
 use super::spec;
 use super::worker::Worker;
@@ -87,14 +87,7 @@ pub async fn run(
             p => probes::port(c, p).map_err(fail)?,
         };
         let target = format!("/{}", path.trim_start_matches('/'));
-        let get = HttpGet {
-            https: h.scheme.as_deref() == Some("HTTPS"),
-            host: &host,
-            port,
-            path: &target,
-            agent: "kube-lifecycle",
-            headers: http_action::header_pairs(h.http_headers.as_deref()),
-        };
+        let get = HttpGet::for_action(h, &host, port, &target, "kube-lifecycle");
         return get.send().await.map(|_| ()).map_err(fail);
     }
     if let Some(s) = &handler.sleep {
@@ -108,16 +101,10 @@ pub async fn run(
 
 impl Worker {
     /// Runs the container's postStart hook, if any, after it started; on failure records
-    /// `FailedPostStartHook`, kills the container and returns false.
-    pub(super) async fn post_start(
-        &mut self,
-        pod: &Pod,
-        c: &Container,
-        id: &str,
-        pod_ip: &str,
-    ) -> bool {
+    /// `FailedPostStartHook` and kills the container (the next observation sees it exited).
+    pub(super) async fn post_start(&mut self, pod: &Pod, c: &Container, id: &str, pod_ip: &str) {
         let Some(handler) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) else {
-            return true;
+            return;
         };
         let target = Target {
             cri: &mut self.cri,
@@ -132,20 +119,18 @@ impl Worker {
             _ = deleted => {
                 tracing::info!(pod = %spec::name(pod), container = %c.name,
                     "postStart hook abandoned: the pod is being deleted");
-                return true;
+                return;
             }
         };
         let Err(msg) = result else {
-            return true;
+            return;
         };
         tracing::warn!(pod = %spec::name(pod), container = %c.name, error = %msg, "postStart hook failed");
         self.event(pod, Some(&c.name), true, "FailedPostStartHook", msg);
         let grace = grace_period(pod);
-        let kill = self.kill(self.cri.clone(), pod, Some(c), id, grace, pod_ip);
-        if let Err(e) = kill.await {
+        if let Err(e) = self.kill(pod, Some(c), id, grace, pod_ip).await {
             tracing::warn!(error = %e, "kill container after its postStart hook failed");
         }
-        false
     }
 
     /// Stops a container as the kubelet's killContainer does: its preStop hook first, given
@@ -154,13 +139,14 @@ impl Worker {
     /// has one of that name.
     pub(super) async fn kill(
         &self,
-        mut cri: Cri,
         pod: &Pod,
         c: Option<&Container>,
         id: &str,
         grace: i64,
         pod_ip: &str,
     ) -> Result<(), Error> {
+        // A clone: kills of one pod's containers run at once.
+        let mut cri = self.cri.clone();
         let mut grace = grace;
         let pre_stop = c.and_then(|c| Some((c, c.lifecycle.as_ref()?.pre_stop.as_ref()?)));
         if let Some((c, handler)) = pre_stop.filter(|_| grace > 0) {

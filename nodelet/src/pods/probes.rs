@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use k8s_openapi::api::core::v1::{Container, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::http_action::{self, HttpGet};
+use super::http_action::HttpGet;
 use crate::cri::Cri;
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -191,17 +191,10 @@ async fn execute(
         let host = h.host.clone().unwrap_or_else(|| t.pod_ip.to_string());
         let port = port(c, &h.port)?;
         let path = h.path.clone().unwrap_or_else(|| "/".into());
-        let get = HttpGet {
-            https: h.scheme.as_deref() == Some("HTTPS"),
-            host: &host,
-            port,
-            path: &path,
-            agent: "kube-probe",
-            headers: http_action::header_pairs(h.http_headers.as_deref()),
-        };
+        let get = HttpGet::for_action(h, &host, port, &path, "kube-probe");
         let code = tokio::time::timeout(timeout, get.send())
             .await
-            .map_err(|_| format!("Get {host}:{port}{path}: timeout"))??;
+            .map_err(|_| format!("Get {}: timeout", get.url()))??;
         // The kubelet's rule: 200 ≤ status < 400 succeeds.
         return if (200..400).contains(&code) {
             Ok(())
@@ -226,13 +219,13 @@ async fn execute(
 pub(super) fn port(c: &Container, p: &IntOrString) -> Result<u16, String> {
     match p {
         IntOrString::Int(n) => u16::try_from(*n).map_err(|_| format!("bad port {n}")),
-        IntOrString::String(n) if n.parse::<u16>().is_ok() => Ok(n.parse().expect("checked")),
-        IntOrString::String(name) => c
-            .ports
-            .iter()
-            .flatten()
-            .find(|cp| cp.name.as_deref() == Some(name))
-            .and_then(|cp| u16::try_from(cp.container_port).ok())
-            .ok_or_else(|| format!("no port named {name:?}")),
+        IntOrString::String(name) => name.parse::<u16>().or_else(|_| {
+            c.ports
+                .iter()
+                .flatten()
+                .find(|cp| cp.name.as_deref() == Some(name))
+                .and_then(|cp| u16::try_from(cp.container_port).ok())
+                .ok_or_else(|| format!("no port named {name:?}"))
+        }),
     }
 }

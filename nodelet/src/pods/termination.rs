@@ -48,10 +48,7 @@ impl Worker {
             let spec = lifecycle::container_spec(pod, &name);
             let this = &*self;
             let pod_ip = &pod_ip;
-            stops.push(async move {
-                this.kill(this.cri.clone(), pod, spec, &c.id, grace, pod_ip)
-                    .await
-            });
+            stops.push(async move { this.kill(pod, spec, &c.id, grace, pod_ip).await });
         }
         for r in futures::future::join_all(stops).await {
             r?;

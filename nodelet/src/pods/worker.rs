@@ -494,7 +494,7 @@ impl Worker {
                 );
                 self.event(run.pod, Some(&c.name), false, "Killing", msg);
                 let grace = lifecycle::grace_period(run.pod);
-                let kill = self.kill(self.cri.clone(), run.pod, Some(c), &s.id, grace, run.pod_ip);
+                let kill = self.kill(run.pod, Some(c), &s.id, grace, run.pod_ip);
                 if let Err(e) = kill.await {
                     tracing::warn!(error = %e, "stop unhealthy container");
                 }

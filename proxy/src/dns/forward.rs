@@ -49,10 +49,9 @@ impl Forwarder {
         !self.upstreams.is_empty()
     }
 
-    /// The first upstream's answer to `query` (a whole DNS message), or None when no upstream
-    /// answered in time.
-    pub async fn forward(&self, query: &[u8]) -> Option<Message> {
-        let id = Message::from_vec(query).ok()?.metadata.id;
+    /// The first upstream's answer to `query` (a whole DNS message whose id is `id`), or
+    /// None when no upstream answered in time.
+    pub async fn forward(&self, query: &[u8], id: u16) -> Option<Message> {
         for upstream in &self.upstreams {
             let attempt = tokio::time::timeout(UPSTREAM_TIMEOUT, ask(*upstream, query, id)).await;
             match attempt {

@@ -79,7 +79,10 @@ impl Handler {
     /// The upstream's answer to a query outside the zone, relayed whole; SERVFAIL when no
     /// upstream answered.
     async fn relay(&self, request: &Request, metadata: &mut Metadata) -> Sections {
-        let Some(m) = self.forwarder.forward(request.as_slice()).await else {
+        let forwarded = self
+            .forwarder
+            .forward(request.as_slice(), request.metadata.id);
+        let Some(m) = forwarded.await else {
             metadata.response_code = ResponseCode::ServFail;
             return Sections::default();
         };
