@@ -6,6 +6,7 @@
 //! the controllers live on cgroup2.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use super::{files, CgroupError};
 
@@ -69,15 +70,13 @@ pub(crate) struct CgroupMount {
 impl Layout {
     /// Detect the layout of this process's mount namespace from /proc/self/mountinfo.
     pub fn detect() -> Result<Layout, CgroupError> {
-        let path = Path::new("/proc/self/mountinfo");
-        Layout::from_mountinfo(&files::read(path)?).ok_or_else(|| CgroupError::NotMounted {
-            path: path.to_path_buf(),
+        Layout::from_mounts(cgroup_mounts()?).ok_or_else(|| CgroupError::NotMounted {
+            path: PathBuf::from(MOUNTINFO),
         })
     }
 
-    /// The layout a mountinfo text describes, `None` without any cgroup mount.
-    fn from_mountinfo(text: &str) -> Option<Layout> {
-        let mounts = parse_mountinfo(text);
+    /// The layout these cgroup mounts make, `None` without any.
+    fn from_mounts(mounts: &[CgroupMount]) -> Option<Layout> {
         if let Some(m) = mounts.iter().find(|m| !m.v2 && has_real_controller(m)) {
             let root = m.mount_point.parent().unwrap_or(Path::new("/"));
             return Some(Layout::V1 {
@@ -135,14 +134,13 @@ impl Layout {
         let Layout::V1 { root } = self else {
             return Vec::new();
         };
-        let mounted: Vec<Hierarchy> = std::fs::read_to_string("/proc/self/mountinfo")
-            .map(|t| parse_mountinfo(&t))
+        let mounted: Vec<Hierarchy> = cgroup_mounts()
             .unwrap_or_default()
-            .into_iter()
+            .iter()
             .filter(|m| m.mount_point.parent() == Some(root.as_path()))
             .map(|m| Hierarchy {
-                dir: m.mount_point,
-                controllers: m.controllers,
+                dir: m.mount_point.clone(),
+                controllers: m.controllers.clone(),
                 unified: m.v2,
             })
             .collect();
@@ -151,6 +149,22 @@ impl Layout {
         }
         hierarchies_from_dirs(root)
     }
+}
+
+const MOUNTINFO: &str = "/proc/self/mountinfo";
+
+/// This process's cgroup mounts, read from mountinfo once. A node's mountinfo is long (an
+/// overlay with its layer paths and the namespace files of every pod) and the kernel formats it
+/// on every read, which made reading it per container a tenth of a 100-pod burst's CPU; the
+/// cgroup mounts do not change under a running runtime, and a shim reads them before its
+/// container has a mount namespace of its own.
+fn cgroup_mounts() -> Result<&'static [CgroupMount], CgroupError> {
+    static MOUNTS: OnceLock<Vec<CgroupMount>> = OnceLock::new();
+    if let Some(mounts) = MOUNTS.get() {
+        return Ok(mounts);
+    }
+    let mounts = parse_mountinfo(&files::read(Path::new(MOUNTINFO))?);
+    Ok(MOUNTS.get_or_init(|| mounts))
 }
 
 fn has_real_controller(m: &CgroupMount) -> bool {
@@ -280,7 +294,7 @@ mod tests {
 
     #[test]
     fn hybrid_is_v1_and_unified_alone_is_v2() {
-        let v1 = Layout::from_mountinfo(HYBRID).unwrap();
+        let v1 = Layout::from_mounts(&parse_mountinfo(HYBRID)).unwrap();
         assert_eq!(
             v1,
             Layout::V1 {
@@ -290,13 +304,13 @@ mod tests {
         let v2 = "30 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n\
                   31 23 0:27 / /run/x rw - cgroup cgroup rw,xattr,name=systemd\n";
         assert_eq!(
-            Layout::from_mountinfo(v2).unwrap(),
+            Layout::from_mounts(&parse_mountinfo(v2)).unwrap(),
             Layout::V2 {
                 root: DEFAULT_ROOT.into()
             }
         );
         assert_eq!(
-            Layout::from_mountinfo("1 2 0:1 / / rw - ext4 /dev/sda rw\n"),
+            Layout::from_mounts(&parse_mountinfo("1 2 0:1 / / rw - ext4 /dev/sda rw\n")),
             None
         );
     }
