@@ -4,7 +4,7 @@
 //! the same data dir adopts them.
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -22,12 +22,21 @@ const RUNTIME_READY_TIMEOUT: Duration = Duration::from_secs(120);
 #[derive(Debug, Clone, clap::Args)]
 pub struct AgentArgs {
     /// The API server to join, `https://HOST:PORT`.
-    #[arg(long, env = "MINIK8S_URL")]
-    pub server: String,
+    #[arg(long, env = "MINIK8S_URL", required_unless_present = "kubeconfig")]
+    pub server: Option<String>,
     /// The join token the server printed (`K10<ca sha256>::node:<secret>`), or a plain
     /// secret (then the CA is not pinned).
-    #[arg(long, env = "MINIK8S_TOKEN", hide_env_values = true)]
-    pub token: String,
+    #[arg(
+        long,
+        env = "MINIK8S_TOKEN",
+        hide_env_values = true,
+        required_unless_present = "kubeconfig"
+    )]
+    pub token: Option<String>,
+    /// Use this kubeconfig instead of joining with --server and --token: a node whose
+    /// credentials are already on the machine (`minictl cluster up`'s nodes).
+    #[arg(long, conflicts_with_all = ["server", "token"])]
+    pub kubeconfig: Option<PathBuf>,
     /// Name of this node (default: the hostname).
     #[arg(long)]
     pub node_name: Option<String>,
@@ -113,11 +122,19 @@ pub enum AgentError {
     Panicked(&'static str),
 }
 
+/// How the agent gets its credentials.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    /// Join with the server's node token, which writes `<data-dir>/kubeconfig`.
+    Join { server: ServerUrl, token: JoinToken },
+    /// A kubeconfig that is already here.
+    Kubeconfig(PathBuf),
+}
+
 /// The validated agent configuration.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    pub server: ServerUrl,
-    pub token: JoinToken,
+    pub credentials: Credentials,
     pub node_name: String,
     pub data_dir: PathBuf,
     pub node_ip: Option<Ipv4Addr>,
@@ -159,9 +176,16 @@ impl AgentArgs {
             .node_name
             .unwrap_or_else(minik8s_nodelet::node::hostname)
             .to_lowercase();
+        // clap requires --server and --token unless --kubeconfig is given.
+        let credentials = match (self.kubeconfig, self.server, self.token) {
+            (Some(path), _, _) => Credentials::Kubeconfig(path),
+            (None, server, token) => Credentials::Join {
+                server: ServerUrl::parse(server.as_deref().unwrap_or_default())?,
+                token: JoinToken::parse(token.as_deref().unwrap_or_default())?,
+            },
+        };
         Ok(AgentConfig {
-            server: ServerUrl::parse(&self.server)?,
-            token: JoinToken::parse(&self.token)?,
+            credentials,
             node_name: node_name.clone(),
             data_dir: dir,
             node_ip: self.node_ip,
@@ -195,11 +219,19 @@ impl AgentArgs {
 /// Joins, then runs the runtime and the nodelet until `shutdown` or until one of them stops
 /// (then the other is stopped too, as k3s stops when a component does).
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), AgentError> {
-    let Some(kubeconfig) = join_when_reachable(&config, &shutdown).await? else {
-        return Ok(());
+    let kubeconfig = match &config.credentials {
+        Credentials::Kubeconfig(path) => path.clone(),
+        Credentials::Join { server, token } => {
+            let Some(path) =
+                join_when_reachable(server, token, &config.data_dir, &shutdown).await?
+            else {
+                return Ok(());
+            };
+            tracing::info!(server = %server.url, node = %config.node_name,
+                kubeconfig = %path.display(), "joined the cluster");
+            path
+        }
     };
-    tracing::info!(server = %config.server.url, node = %config.node_name,
-        kubeconfig = %kubeconfig.display(), "joined the cluster");
     // One token for this agent's components, so a failing one stops the others.
     let stop = shutdown.child_token();
     let socket = config.runtime.socket.clone();
@@ -258,11 +290,13 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
 /// retrieve agent configuration"), so agents may start before their server. A CA mismatch or
 /// a rejected secret fails at once. None when `shutdown` came first.
 async fn join_when_reachable(
-    config: &AgentConfig,
+    server: &ServerUrl,
+    token: &JoinToken,
+    data_dir: &Path,
     shutdown: &CancellationToken,
 ) -> Result<Option<PathBuf>, AgentError> {
     loop {
-        match join::join(&config.server, &config.token, &config.data_dir).await {
+        match join::join(server, token, data_dir).await {
             Ok(path) => return Ok(Some(path)),
             Err(e @ (JoinError::Connect { .. } | JoinError::Status { .. })) => {
                 tracing::warn!(error = %e, "server not ready; retrying the join");
@@ -279,7 +313,7 @@ async fn join_when_reachable(
 /// Waits until the runtime serves its socket: false if it stops first, `stop` is cancelled,
 /// or it takes longer than [`RUNTIME_READY_TIMEOUT`].
 async fn runtime_ready(
-    socket: &std::path::Path,
+    socket: &Path,
     runtime: &JoinHandle<Result<(), AgentError>>,
     stop: &CancellationToken,
 ) -> bool {
@@ -292,4 +326,45 @@ async fn runtime_ready(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::error::ErrorKind;
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        agent: AgentArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<AgentArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("agent").chain(args.iter().copied())).map(|c| c.agent)
+    }
+
+    #[test]
+    fn a_kubeconfig_replaces_the_join_and_excludes_its_flags() {
+        let config = parse(&["--kubeconfig", "/k"])
+            .unwrap()
+            .into_config()
+            .unwrap();
+        assert!(matches!(config.credentials, Credentials::Kubeconfig(p) if p == Path::new("/k")));
+        let join = ["--server", "https://10.0.0.1:6443", "--token", "secret"];
+        let config = parse(&join).unwrap().into_config().unwrap();
+        assert!(matches!(config.credentials, Credentials::Join { .. }));
+
+        let kind = |args: &[&str]| parse(args).err().map(|e| e.kind());
+        assert_eq!(kind(&[]), Some(ErrorKind::MissingRequiredArgument));
+        assert_eq!(
+            kind(&["--server", "https://10.0.0.1:6443"]),
+            Some(ErrorKind::MissingRequiredArgument)
+        );
+        assert_eq!(
+            kind(&["--kubeconfig", "/k", "--token", "secret"]),
+            Some(ErrorKind::ArgumentConflict)
+        );
+    }
 }

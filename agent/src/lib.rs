@@ -14,7 +14,7 @@ pub mod join;
 pub mod server;
 pub mod token;
 
-pub use agent::{AgentArgs, AgentConfig, AgentError};
+pub use agent::{AgentArgs, AgentConfig, AgentError, Credentials};
 pub use server::{ServerArgs, ServerConfig, ServerError};
 
 use tokio::task::JoinHandle;

@@ -1,9 +1,8 @@
-//! A node: a network namespace running `minik8s runtime` (its own socket, state root, cgroup
-//! parent and CNI bridge, all inside the namespace) and `minik8s nodelet` (its own root dir,
-//! `--node-ip` = the namespace's address).
+//! A node: a network namespace running `minik8s agent` (CRI runtime, nodelet and service
+//! proxy in one process, as on a joined machine) with its own data dir, runtime socket,
+//! cgroup parent and CNI bridge, `--node-ip` = the namespace's address.
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::launch::{self, Launch};
@@ -48,144 +47,86 @@ pub fn create(state: &mut ClusterState, i: u8) -> Result<(), ClusterError> {
 /// The nodelet's CNI conf list for the Node's podCIDR (nodelet::network::cni_conf::FILE).
 const POD_NETWORK_FILE: &str = "00-minik8s.conflist";
 
-fn socket(state: &ClusterState, node: &NodeState) -> PathBuf {
-    state.node_dir(&node.name).join("runtime.sock")
-}
-
-/// Starts the runtime and waits for its socket.
-fn start_runtime(state: &ClusterState, node: &NodeState) -> Result<Proc, ClusterError> {
+/// Starts the node's agent: CRI runtime, nodelet and service proxy in one `minik8s agent`
+/// process, as on a machine joined with a token (k3s' agent), here given the cluster's
+/// kubeconfig instead of joining. Everything lives in the node's namespace: runtime socket,
+/// state, CNI bridge, nftables table and cluster DNS. The nodelet's lease lasts the
+/// node-monitor grace period and is renewed every quarter of it, so a short grace period
+/// (tests) still sees four renewals per period.
+///
+/// On a node's first start this waits until the nodelet has written the CNI network for the
+/// Node's podCIDR (the controller-manager allocates it once the Node registers; the runtime
+/// re-reads its conf dir for the next sandbox): until then no pod can run here.
+pub fn start(state: &ClusterState, node: &NodeState) -> Result<Vec<Proc>, ClusterError> {
     let dir = state.node_dir(&node.name);
-    let sock = socket(state, node);
+    std::fs::create_dir_all(&dir).map_err(|source| ClusterError::io("create", &dir, source))?;
+    let pod_network = dir.join("cni").join(POD_NETWORK_FILE);
+    let had_pod_network = pod_network.exists();
+    let sock = dir.join("runtime.sock");
     let _ = std::fs::remove_file(&sock);
-    let log = state.logs_dir().join(format!("{}-runtime.log", node.name));
-    let runtime = launch::spawn(Launch {
-        component: "runtime",
+    let log = state.logs_dir().join(format!("{}-agent.log", node.name));
+    let agent = launch::spawn(Launch {
+        component: "agent",
         args: vec![
-            "runtime".into(),
-            "--socket".into(),
-            sock.clone().into(),
-            "--root".into(),
-            dir.join("runtime").into(),
-            "--cni-conf-dir".into(),
-            dir.join("cni").into(),
+            "agent".into(),
+            "--kubeconfig".into(),
+            state.kubeconfig().into(),
+            "--node-name".into(),
+            node.name.clone().into(),
+            "--data-dir".into(),
+            dir.clone().into(),
+            "--node-ip".into(),
+            node.ip.to_string().into(),
+            "--lease-duration".into(),
+            state.node_monitor_grace_period.clone().into(),
+            "--cgroup-parent".into(),
+            node.cgroup_parent.clone().into(),
             "--images-dir".into(),
             state.images_dir().into(),
+            "--cni-conf-dir".into(),
+            dir.join("cni").into(),
             "--cni-network".into(),
             format!("mk8s-{}", node.name).into(),
             "--cni-bridge".into(),
             "mk8s0".into(),
             "--pod-cidr".into(),
             node.pod_cidr.clone().into(),
-            "--cgroup-parent".into(),
-            node.cgroup_parent.clone().into(),
-        ],
-        netns: Some(netns::path(&node.netns)),
-        log: log.clone(),
-    })?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    // Connectable, not merely present: the file exists a moment before the runtime listens.
-    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-        if !launch::alive(&runtime) {
-            return Err(ClusterError::Exited {
-                component: format!("{} runtime", node.name),
-                log,
-            });
-        }
-        if Instant::now() > deadline {
-            launch::kill(&runtime);
-            return Err(ClusterError::Timeout {
-                what: format!("the runtime socket {}", sock.display()),
-                log,
-            });
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(runtime)
-}
-
-/// Starts the runtime, then the nodelet and the proxy. The nodelet's lease lasts the
-/// node-monitor grace period and is renewed every quarter of it, so a short grace period
-/// (tests) still sees four renewals per period.
-///
-/// On a node's first start the nodelet writes the CNI network for the Node's podCIDR only
-/// once the controller-manager has allocated it, after the runtime loaded its conf dir; the
-/// runtime reads that dir at start only, so it is restarted once the file is there (as
-/// containerd is told to reload after a CNI config is installed). Until then no pod can be
-/// bound here: the node is not Ready yet.
-pub fn start(state: &ClusterState, node: &NodeState) -> Result<Vec<Proc>, ClusterError> {
-    let dir = state.node_dir(&node.name);
-    std::fs::create_dir_all(&dir).map_err(|source| ClusterError::io("create", &dir, source))?;
-    let sock = socket(state, node);
-    let pod_network = dir.join("cni").join(POD_NETWORK_FILE);
-    let had_pod_network = pod_network.exists();
-    let mut runtime = start_runtime(state, node)?;
-    let ns = Some(netns::path(&node.netns));
-    let nodelet = launch::spawn(Launch {
-        component: "nodelet",
-        args: vec![
-            "nodelet".into(),
-            "--kubeconfig".into(),
-            state.kubeconfig().into(),
-            "--node-name".into(),
-            node.name.clone().into(),
-            "--runtime-endpoint".into(),
-            format!("unix://{}", sock.display()).into(),
-            "--node-ip".into(),
-            node.ip.to_string().into(),
-            "--root-dir".into(),
-            dir.join("nodelet").into(),
-            "--lease-duration".into(),
-            state.node_monitor_grace_period.clone().into(),
-            // The nodelet writes the CNI network for the Node's podCIDR into the runtime's
-            // conf dir and keeps host-gw routes to the other nodes' podCIDRs.
-            "--cni-conf-dir".into(),
-            dir.join("cni").into(),
-            "--cni-bridge".into(),
-            "mk8s0".into(),
-        ],
-        netns: ns.clone(),
-        log: state.logs_dir().join(format!("{}-nodelet.log", node.name)),
-    })?;
-    // The service proxy: its nftables table and cluster DNS live in the node's namespace,
-    // so they go with it.
-    let proxy = launch::spawn(Launch {
-        component: "proxy",
-        args: vec![
-            "proxy".into(),
-            "--kubeconfig".into(),
-            state.kubeconfig().into(),
-            "--node-name".into(),
-            node.name.clone().into(),
             "--cluster-cidr".into(),
             state.cluster_cidr().into(),
             "--resolv-conf".into(),
             state.resolv_conf.clone().into(),
         ],
-        netns: ns,
-        log: state.logs_dir().join(format!("{}-proxy.log", node.name)),
+        netns: Some(netns::path(&node.netns)),
+        log: log.clone(),
     })?;
-    if !had_pod_network {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !pod_network.exists() {
-            if Instant::now() > deadline {
-                return Err(ClusterError::Timeout {
-                    what: format!(
-                        "{} to write its pod network {}",
-                        node.name,
-                        pod_network.display()
-                    ),
-                    log: state.logs_dir().join(format!("{}-nodelet.log", node.name)),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(50));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Connectable, not merely present: the socket file exists a moment before the runtime
+    // listens.
+    let ready = || match had_pod_network {
+        true => std::os::unix::net::UnixStream::connect(&sock).is_ok(),
+        false => pod_network.exists(),
+    };
+    while !ready() {
+        if !launch::alive(&agent) {
+            return Err(ClusterError::Exited {
+                component: format!("{} agent", node.name),
+                log,
+            });
         }
-        launch::stop(&runtime, Duration::from_secs(5));
-        runtime = start_runtime(state, node)?;
+        if Instant::now() > deadline {
+            launch::kill(&agent);
+            let what = match had_pod_network {
+                true => format!("the runtime socket {}", sock.display()),
+                false => format!("{} to write its pod network", node.name),
+            };
+            return Err(ClusterError::Timeout { what, log });
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
-    Ok(vec![runtime, nodelet, proxy])
+    Ok(vec![agent])
 }
 
-/// kill-node: the node's agent dies (SIGKILL runtime and nodelet) and its containers stop
+/// kill-node: the node's agent dies (SIGKILL) and its containers stop
 /// dead without exiting (frozen), as when a machine hangs.
 pub fn kill(state: &mut ClusterState, name: &str) -> Result<(), ClusterError> {
     let node = state.node_mut(name)?;
@@ -199,7 +140,7 @@ pub fn kill(state: &mut ClusterState, name: &str) -> Result<(), ClusterError> {
     state.save()
 }
 
-/// restart-node: thaw the containers and start runtime and nodelet again; the nodelet adopts
+/// restart-node: thaw the containers and start the agent again; its nodelet adopts
 /// the running containers and removes those of pods deleted meanwhile.
 pub fn restart(state: &mut ClusterState, name: &str) -> Result<(), ClusterError> {
     let node = state.node(name)?.clone();
@@ -221,17 +162,13 @@ pub fn partition(state: &mut ClusterState, name: &str, cut: bool) -> Result<(), 
     state.save()
 }
 
-/// Removes the node: nodelet, containers, runtime, stragglers in its namespace, then the
-/// namespace itself.
+/// Removes the node: agent (its containers keep running on a stop, as k3s'), containers,
+/// stragglers in its namespace, then the namespace itself.
 pub fn destroy(node: &NodeState) {
-    let stop = Duration::from_secs(5);
-    if let Some(nodelet) = node.procs.iter().find(|p| p.component == "nodelet") {
-        launch::stop(nodelet, stop);
+    for proc in &node.procs {
+        launch::stop(proc, Duration::from_secs(5));
     }
     cgroups::kill_and_remove(&node.cgroup_parent);
-    if let Some(runtime) = node.procs.iter().find(|p| p.component == "runtime") {
-        launch::stop(runtime, stop);
-    }
     for pid in netns::pids_in(&node.netns) {
         // SAFETY: kill(2) on a process inside this cluster's own node namespace.
         unsafe { libc::kill(pid, libc::SIGKILL) };
