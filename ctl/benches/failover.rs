@@ -1,9 +1,9 @@
 //! `cargo bench -p minictl --bench failover` (root): brings up a 3-node local cluster with
 //! issue #10's short failover settings (node-monitor grace 4 s, tolerations 2 s), runs a
 //! 6-replica busybox httpd Deployment, then
-//! - sums the RSS of every cluster process (control plane, runtimes, nodelets, shims; not the
+//! - sums the RSS of every cluster process (control plane, node agents, shims; not the
 //!   containers' own httpd), idle and with the 6 pods, and
-//! - kills the node with the most pods (SIGKILL runtime+nodelet, containers frozen) and times
+//! - kills the node with the most pods (SIGKILL its agent, containers frozen) and times
 //!   the kill until the Deployment is fully available again on the other nodes.
 //!
 //! - then restarts that node and measures the pod startup latency of 300 bare pods created at

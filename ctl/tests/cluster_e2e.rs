@@ -1,5 +1,5 @@
 //! End to end (issue #10): `minictl cluster up` brings up real local clusters — the control
-//! plane as host processes, each node a network namespace with its own runtime and nodelet —
+//! plane as host processes, each node a network namespace running its own agent (runtime, nodelet, proxy) —
 //! and the tests drive them as users do: a Deployment spread over the nodes, a node killed or
 //! cut off and healed, the API server restarted, kubectl. Each test has its own cluster name;
 //! the guard runs `cluster down` on every path. Needs root and target/debug/minik8s

@@ -1,7 +1,7 @@
 //! `minictl cluster`: a local multi-node cluster on this one machine, like kind's but
 //! without Docker. The control plane runs on the host, bound to a private bridge
 //! (`mk8s-<name>-X`, 172.31.X.1/24); each node is a network namespace on that bridge running
-//! its own CRI runtime and nodelet. Everything it makes is recorded under
+//! one `minik8s agent` (CRI runtime, nodelet, proxy). Everything it makes is recorded under
 //! /var/lib/minik8s/clusters/<name>/ so `down` removes every trace.
 
 /// println! that ignores a closed stdout (`minictl cluster up | head -1`) instead of panicking.
