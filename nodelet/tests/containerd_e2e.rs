@@ -1,11 +1,14 @@
-//! The nodelet's core end-to-end cases against containerd's CRI (issue #6: "the same suite
-//! runs against containerd's CRI where containerd is installed"): a private containerd (own
-//! root, state, socket, CNI conf on its own bridge, a busybox-based pause image), the API
-//! server and the nodelet; pods run and report Ready with env and a configMap volume, crash
-//! and restart with back-off, fail under Never, succeed under OnFailure, restart on a failed
-//! liveness probe, their logs come back through `minictl logs`
-//! (with -f and --previous), a nodelet restart adopts the running container, and deleting a
-//! pod removes its sandbox. Skipped, saying why, only where containerd is not installed.
+//! The nodelet's end-to-end suite against containerd's CRI (issue #6: "the same suite runs
+//! against containerd's CRI where containerd is installed"): a private containerd (own root,
+//! state, socket, CNI conf on its own bridge, a busybox-based pause image), the API server
+//! and the nodelet as a child process; pods run and report Ready with env and a configMap
+//! volume, crash and restart with back-off (restartCount 2 after the 10 s back-off), fail
+//! under Never, succeed under OnFailure, restart on a failed liveness probe, stay unready
+//! under a failing readiness probe, show OOMKilled past their memory limit, and their logs
+//! come back through `minictl logs` (with -f and --previous); the nodelet killed with SIGKILL
+//! and started again adopts the running container (same id, no restart, one sandbox);
+//! deleting a pod ends it within its grace period and removes its sandbox. Skipped, saying
+//! why, only where containerd is not installed.
 
 mod cluster;
 #[path = "../../tests/cri_support/containerd.rs"]
@@ -14,7 +17,7 @@ mod containerd;
 use std::path::Path;
 use std::time::Duration;
 
-use cluster::{all_running, cstatus, wait_pod, Cluster};
+use cluster::{all_running, cstatus, oom_pod, wait_pod, Cluster};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
@@ -165,7 +168,7 @@ async fn scenario() {
     cms.create(&PostParams::default(), &serde_json::from_value(cm).unwrap())
         .await
         .unwrap();
-    c.start_nodelet(&socket).await;
+    c.start_nodelet_process(&socket).await;
     let node = c.node.clone();
     let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(c.client.clone());
     let info = nodes
@@ -221,6 +224,13 @@ async fn scenario() {
         .unwrap(),
     );
     pods.create(&pp, &live).await.unwrap();
+    let mut unready = pod("unready", &node, "Always", "sleep 3600");
+    unready.spec.as_mut().unwrap().containers[0].readiness_probe = Some(
+        serde_json::from_value(json!({"exec": {"command": ["false"]}, "periodSeconds": 1}))
+            .unwrap(),
+    );
+    pods.create(&pp, &unready).await.unwrap();
+    pods.create(&pp, &oom_pod(&node)).await.unwrap();
 
     let web = wait_pod(&pods, "web", 90, "Running and Ready", |p| {
         all_running(p) && ready(p)
@@ -263,25 +273,82 @@ async fn scenario() {
     .await;
     let r = c.minictl(&["logs", "crash", "--previous"]).await;
     assert_eq!((r.code, r.stdout.as_str()), (0, "boom\n"), "{r:?}");
+    // Restart 1 is immediate, restart 2 waits the 10 s back-off.
+    let crash = wait_pod(&pods, "crash", 40, "restartCount >= 2", |p| {
+        cstatus(p, "c").is_some_and(|s| s.restart_count >= 2)
+    })
+    .await;
+    let last = cstatus(&crash, "c").unwrap().last_state.unwrap();
+    assert_eq!(last.terminated.unwrap().exit_code, 3);
 
-    // A nodelet restart adopts the running container.
-    c.stop_nodelet().await;
-    c.start_nodelet(&socket).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // containerd reports the cgroup's OOM kill; the nodelet shows it as Kubernetes does.
+    let oom = wait_pod(&pods, "oom", 60, "Failed", |p| phase(p) == "Failed").await;
+    let ended = cstatus(&oom, "c")
+        .unwrap()
+        .state
+        .unwrap()
+        .terminated
+        .unwrap();
+    assert_eq!(ended.reason.as_deref(), Some("OOMKilled"), "{ended:?}");
+    assert_eq!(ended.exit_code, 137, "killed by SIGKILL: {ended:?}");
+
+    // Readiness gates Ready.
+    wait_pod(&pods, "unready", 30, "Running", |p| phase(p) == "Running").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !ready(&pods.get("unready").await.unwrap()),
+        "a failing readiness probe keeps the pod unready"
+    );
+    cluster::assert_events(
+        &c.client,
+        &["Created", "Started", "BackOff", "Unhealthy", "Killing"],
+    )
+    .await;
+
+    // kill -9 the nodelet and start it again: it adopts the running container (same id, no
+    // restart, one sandbox).
+    let web_uid = web.metadata.uid.clone().unwrap();
+    let mut cri = minik8s_nodelet::cri::Cri::connect(&socket).await.unwrap();
+    let sandboxes = cri.sandboxes(Some(&web_uid)).await.unwrap();
+    assert_eq!(sandboxes.len(), 1, "one sandbox for web");
+    c.kill_nodelet_process();
+    c.start_nodelet_process(&socket).await;
+    // Several relists (1 s) and status periods (2 s) of the new nodelet.
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let web = pods.get("web").await.unwrap();
     let cs = cstatus(&web, "c").unwrap();
     assert_eq!(cs.container_id.as_deref(), Some(web_id.as_str()), "adopted");
     assert_eq!(cs.restart_count, 0);
+    assert!(ready(&web), "still Ready");
+    let after: Vec<String> = cri
+        .sandboxes(Some(&web_uid))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    let before: Vec<String> = sandboxes.into_iter().map(|s| s.id).collect();
+    assert_eq!(after, before, "the same one sandbox for web");
 
-    // Deleting the pods stops and removes their sandboxes in containerd.
-    const ALL: [&str; 5] = ["web", "crash", "never", "onfail", "live"];
-    for name in ALL {
+    // Graceful deletion: web's shell ignores SIGTERM as PID 1, so its 3 s grace period ends
+    // in SIGKILL; the pod object then goes.
+    let began = std::time::Instant::now();
+    pods.delete("web", &DeleteParams::default()).await.unwrap();
+    wait_gone(&pods, "web").await;
+    assert!(
+        began.elapsed() < Duration::from_secs(12),
+        "took {:?}",
+        began.elapsed()
+    );
+
+    // Deleting the other pods stops and removes their sandboxes in containerd.
+    const ALL: [&str; 7] = ["web", "crash", "never", "onfail", "live", "unready", "oom"];
+    for name in &ALL[1..] {
         pods.delete(name, &DeleteParams::default()).await.unwrap();
     }
     for name in ALL {
         wait_gone(&pods, name).await;
     }
-    let mut cri = minik8s_nodelet::cri::Cri::connect(&socket).await.unwrap();
     let mut left = Vec::new();
     for i in 0..50 {
         left = cri.sandboxes(None).await.unwrap();

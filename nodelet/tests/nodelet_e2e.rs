@@ -69,22 +69,6 @@ fn pod(name: &str, node: &str, policy: &str, script: &str) -> Pod {
 
 /// A container over its 24Mi memory limit: `tail` keeps a 64 MiB line in memory. Bounded,
 /// so a lost limit ends the container (exit 0) instead of eating the host's memory.
-fn oom_pod(node: &str) -> Pod {
-    serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "oom"},
-        "spec": {
-            "nodeName": node, "restartPolicy": "Never",
-            "containers": [{
-                "name": "c", "image": "busybox", "imagePullPolicy": "IfNotPresent",
-                "command": ["sh", "-c", "head -c 64m /dev/zero | tail"],
-                "resources": {"limits": {"memory": "24Mi"}},
-            }],
-        }
-    }))
-    .unwrap()
-}
-
 /// Polls the pod until `ok` holds; panics with `what` and the last status otherwise.
 async fn wait_pod(
     api: &Api<Pod>,
@@ -246,7 +230,7 @@ async fn scenario() {
     )
     .await
     .unwrap();
-    pods.create(&PostParams::default(), &oom_pod(&node))
+    pods.create(&PostParams::default(), &cluster::oom_pod(&node))
         .await
         .unwrap();
     let mut live = pod(
@@ -350,21 +334,11 @@ async fn scenario() {
         cstatus(p).is_some_and(|c| c.restart_count >= 1)
     })
     .await;
-    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "default");
-    let reasons: Vec<String> = events
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|e| e.reason)
-        .collect();
-    for want in ["Created", "Started", "BackOff", "Unhealthy", "Killing"] {
-        assert!(
-            reasons.iter().any(|r| r == want),
-            "event {want} missing: {reasons:?}"
-        );
-    }
+    cluster::assert_events(
+        &client,
+        &["Created", "Started", "BackOff", "Unhealthy", "Killing"],
+    )
+    .await;
 
     // A nodelet restart adopts the running container: same id, no restart.
     nodelet.stop().await;

@@ -511,6 +511,43 @@ impl Drop for Follower {
     }
 }
 
+/// Asserts that the default namespace has an Event with each of these reasons.
+pub async fn assert_events(client: &kube::Client, want: &[&str]) {
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "default");
+    let reasons: Vec<String> = events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    for want in want {
+        assert!(
+            reasons.iter().any(|r| r == want),
+            "event {want} missing: {reasons:?}"
+        );
+    }
+}
+
+/// A pod whose container outgrows its 24Mi memory limit (`tail` buffers 64 MiB without a
+/// newline), so the kernel OOM-kills it: Kubernetes' reason `OOMKilled`.
+pub fn oom_pod(node: &str) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "oom"},
+        "spec": {
+            "nodeName": node, "restartPolicy": "Never",
+            "containers": [{
+                "name": "c", "image": "busybox", "imagePullPolicy": "IfNotPresent",
+                "command": ["sh", "-c", "head -c 64m /dev/zero | tail"],
+                "resources": {"limits": {"memory": "24Mi"}},
+            }],
+        }
+    }))
+    .unwrap()
+}
+
 /// Polls the pod until `ok` holds; panics with `what` and the last state otherwise.
 pub async fn wait_pod(
     api: &Api<Pod>,
