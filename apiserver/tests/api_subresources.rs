@@ -25,6 +25,57 @@ fn pod(name: &str, node: Option<&str>) -> Pod {
     .unwrap()
 }
 
+/// `kubectl scale` right after a create, while the controller writes status: the scale patch
+/// applies to the object as it is when written (kube-apiserver retries a patch on a
+/// conflict), so only a patch that names a resourceVersion can conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_patches_racing_status_writes_conflict_only_on_a_named_resource_version() {
+    let s = TestServer::start().await;
+    within(120, "a scale or status request hung", async {
+        let rs: Api<ReplicaSet> = Api::namespaced(s.client.clone(), "default");
+        let created = rs
+            .create(&PostParams::default(), &replica_set("race"))
+            .await
+            .unwrap();
+        let writer = {
+            let rs = rs.clone();
+            tokio::spawn(async move {
+                for i in 0..400 {
+                    let status = json!({"status": {"replicas": i}});
+                    rs.patch_status("race", &PatchParams::default(), &Patch::Merge(status))
+                        .await
+                        .expect("status patch");
+                }
+            })
+        };
+        let mut scaled = 0;
+        while !writer.is_finished() {
+            let patch = json!({"spec": {"replicas": scaled % 7}});
+            rs.patch_scale("race", &PatchParams::default(), &Patch::Merge(patch))
+                .await
+                .unwrap_or_else(|e| panic!("scale patch {scaled} during status writes: {e}"));
+            scaled += 1;
+        }
+        writer.await.unwrap();
+        assert!(
+            scaled > 10,
+            "only {scaled} scale patches ran during the status writes"
+        );
+
+        let stale = json!({"metadata": {"resourceVersion": created.resource_version()},
+                           "spec": {"replicas": 1}});
+        let err = rs
+            .patch_scale("race", &PatchParams::default(), &Patch::Merge(stale))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, kube::Error::Api(s) if s.code == 409),
+            "a stale resourceVersion in the patch: {err}"
+        );
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicaset_scale_and_status_deployment_and_namespace_status() {
     let s = TestServer::start().await;

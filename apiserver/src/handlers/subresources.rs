@@ -25,12 +25,17 @@ pub async fn serve(ctx: Ctx<'_>, method: &Method, sub: &str) -> Result<Response,
         ("scale", Method::GET) => get_scale(ctx).await,
         ("scale", Method::PUT) => {
             let body = request::decode_object(ctx.headers, ctx.body)?;
-            scale_to(ctx, body).await
+            scale_to(ctx, |_, _| Ok(body.clone())).await
         }
+        // The patch applies to the Scale of the object as it is when written, on every retry
+        // of the write, as kube-apiserver's patcher does: a write by someone else in between
+        // (a controller's status) is no conflict unless the patch itself names a
+        // resourceVersion.
         ("scale", Method::PATCH) => {
-            let current = scale_of(&get(&ctx).await?, ctx.rp.info.kind);
-            let patched = patch::apply_body(&ctx, &current)?;
-            scale_to(ctx, patched).await
+            scale_to(ctx, |ctx, old| {
+                patch::apply_body(ctx, &scale_of(old, ctx.rp.info.kind))
+            })
+            .await
         }
         ("log", Method::GET) => super::logs::serve(ctx).await,
         _ => Err(ApiError::MethodNotAllowed),
@@ -79,29 +84,12 @@ async fn get_scale(ctx: Ctx<'_>) -> Result<Response, ApiError> {
     ))
 }
 
-/// Sets spec.replicas from a Scale body; its resourceVersion, when set, is a precondition.
-async fn scale_to(ctx: Ctx<'_>, scale: Value) -> Result<Response, ApiError> {
-    let replicas = scale
-        .pointer("/spec/replicas")
-        .and_then(Value::as_i64)
-        .unwrap_or(0);
-    if replicas < 0 {
-        return Err(ApiError::Invalid {
-            group: "autoscaling".into(),
-            subject_kind: "Scale".into(),
-            name: ctx.rp.name.clone().unwrap_or_default(),
-            causes: vec![crate::status::Cause {
-                reason: "FieldValueInvalid".into(),
-                message: format!("Invalid value: {replicas}: must be greater than or equal to 0"),
-                field: "spec.replicas".into(),
-            }],
-        });
-    }
-    let rv = scale
-        .pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(String::from);
+/// Sets spec.replicas from the Scale `scale` makes of the current object; its
+/// resourceVersion, when set, is a precondition.
+async fn scale_to(
+    ctx: Ctx<'_>,
+    scale: impl Fn(&Ctx<'_>, &Value) -> Result<Value, ApiError>,
+) -> Result<Response, ApiError> {
     let name = ctx.rp.name.clone().unwrap_or_default();
     let updated = ctx
         .state
@@ -113,9 +101,32 @@ async fn scale_to(ctx: Ctx<'_>, scale: Value) -> Result<Response, ApiError> {
             Part::Main,
             &ctx.write_options(),
             |old| {
+                let scale = scale(&ctx, old)?;
+                let replicas = scale
+                    .pointer("/spec/replicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                if replicas < 0 {
+                    return Err(ApiError::Invalid {
+                        group: "autoscaling".into(),
+                        subject_kind: "Scale".into(),
+                        name: name.clone(),
+                        causes: vec![crate::status::Cause {
+                            reason: "FieldValueInvalid".into(),
+                            message: format!(
+                                "Invalid value: {replicas}: must be greater than or equal to 0"
+                            ),
+                            field: "spec.replicas".into(),
+                        }],
+                    });
+                }
                 let mut new = old.clone();
                 new["spec"]["replicas"] = json!(replicas);
-                if let Some(rv) = &rv {
+                if let Some(rv) = scale
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                {
                     new["metadata"]["resourceVersion"] = json!(rv);
                 }
                 Ok(new)
