@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Sets up this machine, builds minik8s and runs a demo on a three-node cluster made on this one
 # machine (`minictl cluster up`: the control plane on the host, each node a network namespace
-# with its own address running the CRI runtime, the nodelet and the service proxy). The demo is
-# manifests/: a Deployment of busybox httpd behind a Service, its pods spread over the nodes and
-# answering through the Service's ClusterIP from every node.
+# with its own address running one `minik8s agent`: the CRI runtime, the nodelet and the service
+# proxy). The demo is manifests/: a Deployment of busybox httpd behind a Service, its pods
+# spread over the nodes and answering through the Service's ClusterIP from every node.
 #
 # It keeps running until Ctrl-C; then `minictl cluster down` removes everything it made
 # (processes, containers, mounts, network namespaces, the bridge, nftables tables, state).
