@@ -1,8 +1,8 @@
 //! Pod startup latency on one node (issue #6's benchmark): N pods (default 100, `PODS=`)
 //! created at once with `spec.nodeName` set and the image present; for each, the time from
 //! its create request to `phase: Running` seen by a watch. p50 and p99, and the nodelet's RSS
-//! with all N running. The peer in the same run is the same nodelet driving containerd's CRI
-//! (where installed) instead of `minik8s runtime`.
+//! with all N running: at once, and 10 s later (the steady state). The peer in the same run is
+//! the same nodelet driving containerd's CRI (where installed) instead of `minik8s runtime`.
 //!
 //! Every component is the real release binary in its own process (API server, runtime,
 //! nodelet), so RSS is the nodelet's alone. Run: `cargo bench --bench pod_startup`.
@@ -102,9 +102,14 @@ struct Figures {
     all_running_s: f64,
     /// The nodelet with the node registered and no pods.
     idle: Memory,
-    /// The nodelet with every pod running.
+    /// The nodelet the moment every pod is running (the burst's garbage included).
     loaded: Memory,
+    /// The same pods, running for SETTLE more seconds: the steady state.
+    settled: Memory,
 }
+
+/// How long the pods run before the steady-state reading.
+const SETTLE: Duration = Duration::from_secs(10);
 
 /// The CRI runtime under test: ours as a process, or a private containerd.
 enum Runtime {
@@ -324,6 +329,8 @@ async fn round(
         let mut lat = time_pods(client, &node, &node, count).await?;
         let all_running_s = start.elapsed().as_secs_f64();
         let loaded = memory_kib(nodelet.0.id());
+        tokio::time::sleep(SETTLE).await;
+        let settled = memory_kib(nodelet.0.id());
         lat.sort_by(f64::total_cmp);
         Ok::<_, anyhow::Error>(Figures {
             p50_ms: percentile(&lat, 50.0),
@@ -331,6 +338,7 @@ async fn round(
             all_running_s,
             idle,
             loaded,
+            settled,
         })
     }
     .await;
@@ -358,7 +366,7 @@ async fn remove_pods(client: &kube::Client, ns: &str) {
 
 fn print(label: &str, f: &Figures, count: usize) {
     println!(
-        "{label:>10}: {count} pods  p50 {:>7.1} ms  p99 {:>7.1} ms  all Running in {:.2} s  nodelet RSS {:.1} MiB (peak {:.1}; anon {:.1}, file {:.1}; idle {:.1})",
+        "{label:>10}: {count} pods  p50 {:>7.1} ms  p99 {:>7.1} ms  all Running in {:.2} s  nodelet RSS {:.1} MiB (peak {:.1}; anon {:.1}, file {:.1}; idle {:.1}; {}s later {:.1}: anon {:.1}, file {:.1})",
         f.p50_ms,
         f.p99_ms,
         f.all_running_s,
@@ -367,6 +375,10 @@ fn print(label: &str, f: &Figures, count: usize) {
         mib(f.loaded.anon),
         mib(f.loaded.file),
         mib(f.idle.rss),
+        SETTLE.as_secs(),
+        mib(f.settled.rss),
+        mib(f.settled.anon),
+        mib(f.settled.file),
     );
 }
 
@@ -378,7 +390,8 @@ fn json_of(f: &Figures) -> serde_json::Value {
     json!({"p50_ms": f.p50_ms, "p99_ms": f.p99_ms, "all_running_s": f.all_running_s,
            "nodelet_rss_kib": f.loaded.rss, "nodelet_hwm_kib": f.loaded.hwm,
            "nodelet_rss_anon_kib": f.loaded.anon, "nodelet_rss_file_kib": f.loaded.file,
-           "nodelet_idle_rss_kib": f.idle.rss})
+           "nodelet_idle_rss_kib": f.idle.rss,
+           "nodelet_settled_rss_kib": f.settled.rss, "settle_s": SETTLE.as_secs()})
 }
 
 fn main() -> anyhow::Result<()> {
