@@ -5,6 +5,7 @@ pub mod admission;
 pub mod atomic_writer;
 pub mod backoff;
 pub mod events;
+pub mod grpc_probe;
 pub mod http_action;
 mod image_pull;
 pub mod lifecycle;

@@ -1,6 +1,6 @@
 //! Liveness, readiness and startup probes (exec through ExecSync, httpGet to the pod IP over
-//! HTTP or HTTPS with the action's headers (`http_action`), tcpSocket) with their timing
-//! fields, as the kubelet's prober runs them.
+//! HTTP or HTTPS with the action's headers (`http_action`), tcpSocket, grpc (`grpc_probe`))
+//! with their timing fields, as the kubelet's prober runs them.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -187,8 +187,18 @@ async fn execute(
             Err(e) => Err(e.to_string()),
         };
     }
+    network_probe(c, p, t.pod_ip, timeout).await
+}
+
+/// The probes that go over the network to the pod: httpGet, tcpSocket, grpc.
+async fn network_probe(
+    c: &Container,
+    p: &Probe,
+    pod_ip: &str,
+    timeout: Duration,
+) -> Result<(), String> {
     if let Some(h) = &p.http_get {
-        let host = h.host.clone().unwrap_or_else(|| t.pod_ip.to_string());
+        let host = h.host.clone().unwrap_or_else(|| pod_ip.to_string());
         let port = port(c, &h.port)?;
         let path = h.path.clone().unwrap_or_else(|| "/".into());
         let get = HttpGet::for_action(h, &host, port, &path, "kube-probe");
@@ -203,7 +213,7 @@ async fn execute(
         };
     }
     if let Some(s) = &p.tcp_socket {
-        let host = s.host.clone().unwrap_or_else(|| t.pod_ip.to_string());
+        let host = s.host.clone().unwrap_or_else(|| pod_ip.to_string());
         let port = port(c, &s.port)?;
         let fut = tokio::net::TcpStream::connect((host.as_str(), port));
         return match tokio::time::timeout(timeout, fut).await {
@@ -211,6 +221,11 @@ async fn execute(
             Ok(Err(e)) => Err(format!("dial tcp {host}:{port}: {e}")),
             Err(_) => Err(format!("dial tcp {host}:{port}: timeout")),
         };
+    }
+    if let Some(g) = &p.grpc {
+        let port = u16::try_from(g.port).map_err(|_| format!("bad port {}", g.port))?;
+        let service = g.service.as_deref().unwrap_or("");
+        return super::grpc_probe::check(pod_ip, port, service, timeout).await;
     }
     Err("probe has no handler".into())
 }
@@ -227,5 +242,28 @@ pub(super) fn port(c: &Container, p: &IntOrString) -> Result<u16, String> {
                 .and_then(|cp| u16::try_from(cp.container_port).ok())
                 .ok_or_else(|| format!("no port named {name:?}"))
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(json: serde_json::Value) -> Probe {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_grpc_probe_checks_the_pods_health_service() {
+        let (port, _stop) = super::super::grpc_probe::test_server(true).await;
+        let c = Container::default();
+        let t = Duration::from_secs(2);
+        let serving = probe(serde_json::json!({"grpc": {"port": port}}));
+        assert_eq!(network_probe(&c, &serving, "127.0.0.1", t).await, Ok(()));
+        let down = probe(serde_json::json!({"grpc": {"port": port, "service": "down"}}));
+        assert_eq!(
+            network_probe(&c, &down, "127.0.0.1", t).await,
+            Err("service unhealthy (responded with \"NOT_SERVING\")".into())
+        );
     }
 }
