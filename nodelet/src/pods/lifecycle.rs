@@ -26,7 +26,8 @@ use super::worker::Worker;
 use crate::cri::Cri;
 use crate::Error;
 
-/// The kubelet's minimumGracePeriodInSeconds: what a container still gets after its preStop.
+/// The kubelet's minimumGracePeriodInSeconds: what a container still gets after its preStop,
+/// and the least any kill but the pod's deletion gives it.
 pub const MIN_GRACE_SECONDS: i64 = 2;
 
 /// The container a hook runs for.
@@ -127,7 +128,7 @@ impl Worker {
         };
         tracing::warn!(pod = %spec::name(pod), container = %c.name, error = %msg, "postStart hook failed");
         self.event(pod, Some(&c.name), true, "FailedPostStartHook", msg);
-        let grace = grace_period(pod);
+        let grace = grace_period(pod, None);
         if let Err(e) = self.kill(pod, Some(c), id, grace, pod_ip).await {
             tracing::warn!(error = %e, "kill container after its postStart hook failed");
         }
@@ -197,12 +198,14 @@ async fn deletion(updates: Option<watch::Receiver<Pod>>) {
 }
 
 /// The grace period a container is stopped with when the pod is not being deleted (a failed
-/// probe or hook): the pod's terminationGracePeriodSeconds, 30 s by default.
-pub fn grace_period(pod: &Pod) -> i64 {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.termination_grace_period_seconds)
+/// probe or hook), as the kubelet's killContainer sets it without an override: the failing
+/// probe's own terminationGracePeriodSeconds, else the pod's (30 s by default), and never
+/// under [`MIN_GRACE_SECONDS`].
+pub fn grace_period(pod: &Pod, probe: Option<i64>) -> i64 {
+    probe
+        .or_else(|| pod.spec.as_ref()?.termination_grace_period_seconds)
         .unwrap_or(30)
+        .max(MIN_GRACE_SECONDS)
 }
 
 /// The spec of the pod's container (or restartable init container) named `name`.
@@ -212,4 +215,26 @@ pub fn container_spec<'a>(pod: &'a Pod, name: &str) -> Option<&'a Container> {
         .iter()
         .chain(spec.init_containers.iter().flatten())
         .find(|c| c.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(grace: Option<i64>) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {"terminationGracePeriodSeconds": grace, "containers": []},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_kill_outside_deletion_takes_the_probes_grace_else_the_pods_and_at_least_2_s() {
+        assert_eq!(grace_period(&pod(None), None), 30);
+        assert_eq!(grace_period(&pod(Some(10)), None), 10);
+        assert_eq!(grace_period(&pod(Some(10)), Some(4)), 4, "the probe's own");
+        assert_eq!(grace_period(&pod(Some(1)), None), MIN_GRACE_SECONDS);
+        assert_eq!(grace_period(&pod(Some(10)), Some(0)), MIN_GRACE_SECONDS);
+    }
 }

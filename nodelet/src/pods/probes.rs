@@ -61,6 +61,8 @@ pub struct Outcome {
     pub failures: Vec<(&'static str, String)>,
     /// Liveness or startup failed failureThreshold times: restart the container.
     pub kill: bool,
+    /// That probe's terminationGracePeriodSeconds, which replaces the pod's for the kill.
+    pub kill_grace: Option<i64>,
 }
 
 impl Probes {
@@ -158,6 +160,7 @@ impl Probes {
                     st.ok = false;
                     if kind != Kind::Readiness {
                         out.kill = true;
+                        out.kill_grace = p.termination_grace_period_seconds;
                     }
                 }
             }

@@ -496,7 +496,7 @@ impl Worker {
                     c.name
                 );
                 self.event(run.pod, Some(&c.name), false, "Killing", msg);
-                let grace = lifecycle::grace_period(run.pod);
+                let grace = lifecycle::grace_period(run.pod, out.kill_grace);
                 let kill = self.kill(run.pod, Some(c), &s.id, grace, run.pod_ip);
                 if let Err(e) = kill.await {
                     tracing::warn!(error = %e, "stop unhealthy container");
