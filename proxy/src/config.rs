@@ -82,7 +82,8 @@ impl TryFrom<Args> for Config {
         c.cluster_domain = a.cluster_domain;
         c.dns_bind = (!a.disable_dns).then_some(a.dns_bind);
         c.netns = a.netns;
-        c.dns_upstreams = upstreams(&a.dns_upstreams, Path::new(&a.resolv_conf))?;
+        let listed = upstreams(&a.dns_upstreams, Path::new(&a.resolv_conf))?;
+        c.dns_upstreams = without_self(listed, c.cluster_dns, c.dns_bind);
         Ok(c)
     }
 }
@@ -107,6 +108,34 @@ fn upstreams(flags: &[String], resolv_conf: &Path) -> Result<Vec<SocketAddr>, Er
             Ok(Vec::new())
         }
     }
+}
+
+/// The upstreams minus this DNS server itself: the cluster DNS IP (which the proxy's rules
+/// send back here) or the address it listens on. A host whose resolv.conf names the cluster
+/// DNS (a node set up to use it) would otherwise have every outside name forwarded in a
+/// circle until the timeouts, the loop CoreDNS' `loop` plugin is there to catch.
+fn without_self(
+    upstreams: Vec<SocketAddr>,
+    cluster_dns: Ipv4Addr,
+    bind: Option<SocketAddr>,
+) -> Vec<SocketAddr> {
+    let is_self = |u: &SocketAddr| {
+        u.ip() == cluster_dns
+            || bind.is_some_and(|b| {
+                u.port() == b.port()
+                    && (u.ip() == b.ip() || (b.ip().is_unspecified() && u.ip().is_loopback()))
+            })
+    };
+    upstreams
+        .into_iter()
+        .filter(|u| {
+            if is_self(u) {
+                tracing::warn!(upstream = %u,
+                    "skipping a DNS upstream that is this cluster DNS itself (a forwarding loop)");
+            }
+            !is_self(u)
+        })
+        .collect()
 }
 
 impl Config {
@@ -197,5 +226,22 @@ mod tests {
             err.to_string(),
             "invalid DNS upstream \"dns.example\": expected IP or IP:PORT"
         );
+    }
+
+    #[test]
+    fn upstreams_that_are_the_cluster_dns_itself_are_dropped() {
+        let bind = Some("0.0.0.0:10053".parse().unwrap());
+        let dns = Ipv4Addr::new(10, 96, 0, 10);
+        let listed: Vec<SocketAddr> = ["10.96.0.10:53", "127.0.0.1:10053", "192.0.2.53:53"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(
+            without_self(listed, dns, bind),
+            ["192.0.2.53:53".parse().unwrap()]
+        );
+        // A resolver on loopback at another port is not this server.
+        let local = vec!["127.0.0.1:5353".parse().unwrap()];
+        assert_eq!(without_self(local.clone(), dns, bind), local);
     }
 }
