@@ -126,16 +126,12 @@ fn without_self(
                     && (u.ip() == b.ip() || (b.ip().is_unspecified() && u.ip().is_loopback()))
             })
     };
-    upstreams
-        .into_iter()
-        .filter(|u| {
-            if is_self(u) {
-                tracing::warn!(upstream = %u,
-                    "skipping a DNS upstream that is this cluster DNS itself (a forwarding loop)");
-            }
-            !is_self(u)
-        })
-        .collect()
+    let (kept, looping): (Vec<_>, Vec<_>) = upstreams.into_iter().partition(|u| !is_self(u));
+    for u in looping {
+        tracing::warn!(upstream = %u,
+            "skipping a DNS upstream that is this cluster DNS itself (a forwarding loop)");
+    }
+    kept
 }
 
 impl Config {
